@@ -1,0 +1,258 @@
+//! The JSON Lines history format: a streaming reader and a writer that flushes op by op.
+//!
+//! The reader keeps only the parsed ops in memory, never the whole file: it reads bounded
+//! chunks, splits them at line ends, and parses the lines of a chunk in parallel (histories of
+//! millions of events are common and parsing dominates checking time on easy histories).
+
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use crate::error::HistoryError;
+use crate::history::{History, Op, UNASSIGNED_INDEX};
+
+/// How many bytes the parallel reader takes from the file at a time.
+pub const READ_CHUNK_BYTES: usize = 8 << 20;
+
+/// Parses one line of JSON Lines. `file` and `line` (1-based) only label the error.
+pub fn parse_line(text: &str, file: &str, line: usize) -> Result<Op, HistoryError> {
+    serde_json::from_str::<Op>(text).map_err(|e| {
+        HistoryError::parse(file, line, format!("expected an operation object: {e}"))
+    })
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Reads a whole JSON Lines history from any reader, in parallel chunks.
+///
+/// Blank lines are skipped; an index missing from an event becomes its position in the file.
+pub fn read_jsonl<R: Read>(mut reader: R, file: &str) -> Result<History, HistoryError> {
+    let mut ops: Vec<Op> = Vec::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+    let mut first_line = 1usize;
+    let mut finished = false;
+    while !finished {
+        let read = read_full(&mut reader, &mut buffer)
+            .map_err(|e| HistoryError::parse(file, first_line, format!("read failed: {e}")))?;
+        finished = read == 0;
+        carry.extend_from_slice(&buffer[..read]);
+        // Parse only complete lines unless this is the end of the input.
+        let cut = if finished {
+            carry.len()
+        } else {
+            match carry.iter().rposition(|&b| b == b'\n') {
+                Some(end) => end + 1,
+                None => continue,
+            }
+        };
+        let chunk = &carry[..cut];
+        let lines: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
+        // `split` yields one empty tail after a final newline; it is blank and skipped.
+        let parsed: Vec<Result<Option<Op>, HistoryError>> = lines
+            .par_iter()
+            .enumerate()
+            .map(|(i, line)| {
+                if is_blank(line) {
+                    return Ok(None);
+                }
+                let text = std::str::from_utf8(line).map_err(|e| {
+                    HistoryError::parse(file, first_line + i, format!("not UTF-8: {e}"))
+                })?;
+                parse_line(text, file, first_line + i).map(Some)
+            })
+            .collect();
+        for op in parsed {
+            if let Some(mut op) = op? {
+                if op.index == UNASSIGNED_INDEX {
+                    op.index = ops.len() as u64;
+                }
+                ops.push(op);
+            }
+        }
+        first_line += chunk.iter().filter(|&&b| b == b'\n').count();
+        carry.drain(..cut);
+    }
+    Ok(History::new(ops))
+}
+
+fn read_full<R: Read>(reader: &mut R, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads a JSON Lines history file.
+pub fn read_jsonl_file(path: &Path) -> Result<History, HistoryError> {
+    let file = File::open(path)
+        .map_err(|source| HistoryError::Io { path: path.to_path_buf(), source })?;
+    read_jsonl(file, &path.display().to_string())
+}
+
+/// A sequential reader, one event at a time, for tools that follow a file as it grows.
+pub struct JsonlReader<R> {
+    lines: std::io::Lines<BufReader<R>>,
+    file: String,
+    line: usize,
+    next_index: u64,
+}
+
+impl<R: Read> JsonlReader<R> {
+    pub fn new(reader: R, file: &str) -> Self {
+        JsonlReader { lines: BufReader::new(reader).lines(), file: file.to_string(), line: 0, next_index: 0 }
+    }
+}
+
+impl<R: Read> Iterator for JsonlReader<R> {
+    type Item = Result<Op, HistoryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.line += 1;
+            let text = match self.lines.next()? {
+                Ok(text) => text,
+                Err(e) => {
+                    return Some(Err(HistoryError::parse(&self.file, self.line, e.to_string())))
+                }
+            };
+            if is_blank(text.as_bytes()) {
+                continue;
+            }
+            return Some(parse_line(&text, &self.file, self.line).map(|mut op| {
+                if op.index == UNASSIGNED_INDEX {
+                    op.index = self.next_index;
+                }
+                self.next_index += 1;
+                op
+            }));
+        }
+    }
+}
+
+/// Writes a history as JSON Lines, flushing after every event so that a run killed at any
+/// moment still leaves every recorded event on disk, each on a whole line.
+pub struct HistoryWriter<W: Write> {
+    out: BufWriter<W>,
+    line: Vec<u8>,
+}
+
+impl HistoryWriter<File> {
+    /// Creates (or truncates) a history file.
+    pub fn create(path: &Path) -> Result<Self, HistoryError> {
+        let file = File::create(path)
+            .map_err(|source| HistoryError::Io { path: path.to_path_buf(), source })?;
+        Ok(HistoryWriter::new(file))
+    }
+}
+
+impl<W: Write> HistoryWriter<W> {
+    pub fn new(out: W) -> Self {
+        HistoryWriter { out: BufWriter::new(out), line: Vec::with_capacity(256) }
+    }
+
+    /// Appends one event and flushes it. The line is built first and written in one call, so a
+    /// crash never leaves half an event followed by another.
+    pub fn write(&mut self, op: &Op) -> std::io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, op)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        self.out.flush()
+    }
+
+    /// Writes many events with a single flush at the end (for exporting whole histories).
+    pub fn write_all(&mut self, ops: &[Op]) -> std::io::Result<()> {
+        for op in ops {
+            serde_json::to_writer(&mut self.out, op)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> std::io::Result<W> {
+        self.out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{OpType, Process};
+    use serde_json::json;
+
+    const EXAMPLE: &str = r#"{"index":0,"time":1000,"process":0,"type":"invoke","f":"write","key":"x","value":3}
+{"index":1,"time":1500,"process":1,"type":"invoke","f":"read","key":"x","value":null}
+{"index":2,"time":2000,"process":0,"type":"ok","f":"write","key":"x","value":3}
+{"index":3,"time":2600,"process":1,"type":"ok","f":"read","key":"x","value":3}
+"#;
+
+    #[test]
+    fn reads_the_contract_example() {
+        let h = read_jsonl(EXAMPLE.as_bytes(), "example").unwrap();
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.ops[3].value, json!(3));
+        assert_eq!(h.ops[3].kind, OpType::Ok);
+        assert_eq!(h.ops[1].process, Process::Client(1));
+    }
+
+    #[test]
+    fn sequential_and_parallel_readers_agree() {
+        let parallel = read_jsonl(EXAMPLE.as_bytes(), "example").unwrap();
+        let sequential: Vec<Op> =
+            JsonlReader::new(EXAMPLE.as_bytes(), "example").map(Result::unwrap).collect();
+        assert_eq!(parallel.ops, sequential);
+    }
+
+    #[test]
+    fn missing_indexes_come_from_file_order_and_blank_lines_are_skipped() {
+        let text = "\n{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n\n   \n{\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":1}";
+        let h = read_jsonl(text.as_bytes(), "t").unwrap();
+        assert_eq!(h.ops.iter().map(|o| o.index).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n\n{\"process\":0,\"type\":\"done\"}\n";
+        let err = read_jsonl(text.as_bytes(), "h.jsonl").unwrap_err().to_string();
+        assert!(err.starts_with("h.jsonl:3: expected an operation object"), "{err}");
+        let err: Vec<_> = JsonlReader::new(text.as_bytes(), "h.jsonl").collect();
+        assert!(err[1].as_ref().unwrap_err().to_string().starts_with("h.jsonl:3:"));
+    }
+
+    #[test]
+    fn writer_output_reads_back() {
+        let h = read_jsonl(EXAMPLE.as_bytes(), "example").unwrap();
+        let mut w = HistoryWriter::new(Vec::new());
+        for op in &h.ops {
+            w.write(op).unwrap();
+        }
+        let bytes = w.into_inner().unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), EXAMPLE);
+    }
+
+    #[test]
+    fn large_input_spans_chunks_with_correct_line_numbers() {
+        let mut text = String::new();
+        let line = r#"{"process":0,"type":"invoke","f":"write","value":"padding-padding-padding-padding"}"#;
+        let count = READ_CHUNK_BYTES / line.len() + 1000;
+        for i in 0..count {
+            text.push_str(line);
+            text.push('\n');
+            if i == count - 5 {
+                text.push_str("{oops}\n");
+            }
+        }
+        let err = read_jsonl(text.as_bytes(), "big").unwrap_err().to_string();
+        assert!(err.starts_with(&format!("big:{}:", count - 3)), "{err}");
+    }
+}
