@@ -1,0 +1,659 @@
+//! Linearizability checking: is there one order of the operations, consistent with real time,
+//! in which the model explains every result?
+//!
+//! The history is split by `key` (operations on different keys are independent, so the history
+//! is linearizable iff every key's sub-history is: P-compositionality), and the keys are
+//! checked in parallel. Each key is searched with [`search`]: Wing & Gong with Lowe's
+//! memoization, iteratively. On a violation the checker explains it: the operation that cannot
+//! be linearized, the longest linearizable prefix with the states it may end in, and the
+//! smallest window of operations that is not linearizable from *any* starting state.
+//!
+//! ```
+//! use faultline_checker::linearizability::{check, CheckOptions};
+//! use faultline_checker::{ModelKind, Validity};
+//! use faultline_core::jsonl::read_jsonl;
+//! let text = r#"{"process":0,"type":"invoke","f":"write","value":1}
+//! {"process":0,"type":"ok","f":"write","value":1}
+//! {"process":1,"type":"invoke","f":"read","value":null}
+//! {"process":1,"type":"ok","f":"read","value":2}"#;
+//! let history = read_jsonl(text.as_bytes(), "example").unwrap();
+//! let result = check(&history, &CheckOptions::new(ModelKind::Register)).unwrap();
+//! assert_eq!(result.valid, Validity::Invalid);
+//! ```
+
+mod search;
+mod window;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use faultline_core::{History, HistoryError, Op, OpType, Pair};
+
+use crate::models::{
+    FifoQueue, Interpreted, Model, ModelKind, ModelOptions, MultiRegister, Mutex, Register, Set,
+    StringKv, UnorderedQueue,
+};
+use crate::Validity;
+use search::{Budget, Outcome, Run, Search, SearchOp, Stuck};
+
+/// Default cap on the memory of the search's memo tables.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 4 << 30;
+
+/// How to check a history.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub model: ModelKind,
+    pub model_options: ModelOptions,
+    /// Past this the verdict is `unknown`.
+    pub time_limit: Option<Duration>,
+    /// Past this much memo-table memory the verdict is `unknown`.
+    pub memory_limit_bytes: u64,
+    /// Whether to compute the failing window and the longest prefix for violations.
+    pub explain: bool,
+}
+
+impl CheckOptions {
+    pub fn new(model: ModelKind) -> CheckOptions {
+        CheckOptions {
+            model,
+            model_options: ModelOptions::default(),
+            time_limit: None,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            explain: true,
+        }
+    }
+
+    pub fn with_init(mut self, init: Value) -> Self {
+        self.model_options.init = init;
+        self
+    }
+}
+
+/// One operation as evidence: what was asked, what came back, and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpSummary {
+    /// Index of the invocation event.
+    pub index: u64,
+    /// Index of the completion event, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_index: Option<u64>,
+    pub process: String,
+    pub f: String,
+    /// `ok`, `fail`, `info`, or `open` (never completed).
+    #[serde(rename = "type")]
+    pub outcome: String,
+    /// The invocation's value.
+    pub value: Value,
+    /// The completion's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_time: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_time: Option<u64>,
+    /// In a failing window: the operation may or may not have taken effect inside it (it
+    /// straddles the window's start, completes after its end, or crashed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+impl OpSummary {
+    fn of(history: &History, pair: &Pair) -> OpSummary {
+        let invoke = &history.ops[pair.invoke];
+        let completion = pair.completion.map(|c| &history.ops[c]);
+        OpSummary {
+            index: invoke.index,
+            completion_index: completion.map(|c| c.index),
+            process: invoke.process.to_string(),
+            f: invoke.f.clone(),
+            outcome: completion.map_or("open", |c| c.kind.as_str()).to_string(),
+            value: invoke.value.clone(),
+            result: completion.map(|c| c.value.clone()),
+            invoke_time: invoke.time,
+            complete_time: completion.and_then(|c| c.time),
+            optional: false,
+        }
+    }
+
+    /// One line: `index 12..15  process 3  cas [1,2] -> ok`.
+    pub fn line(&self) -> String {
+        let span = match self.completion_index {
+            Some(c) => format!("{}..{}", self.index, c),
+            None => format!("{}..", self.index),
+        };
+        let result = match (&self.result, self.outcome.as_str()) {
+            (Some(r), "ok") if *r != self.value => format!(" -> {r}"),
+            _ => String::new(),
+        };
+        let value = if self.value.is_null() {
+            String::new()
+        } else {
+            format!(" {}", self.value)
+        };
+        let optional = if self.optional {
+            ", may or may not apply here"
+        } else {
+            ""
+        };
+        format!(
+            "index {span:<13} process {:<4} {}{value}{result}  ({}{optional})",
+            self.process, self.f, self.outcome
+        )
+    }
+}
+
+/// Why one key's history is not linearizable.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Value>,
+    /// The operation that cannot be linearized.
+    pub op: Option<OpSummary>,
+    /// How many completed operations the longest linearizable prefix places.
+    pub prefix_length: usize,
+    /// The last operations of that prefix, in linearization order (at most
+    /// [`PREFIX_TAIL`]).
+    pub prefix_tail: Vec<OpSummary>,
+    /// The states the model may be in after that prefix.
+    pub states: Vec<Value>,
+    /// The smallest window of operations that is not linearizable.
+    pub window: Vec<OpSummary>,
+    /// True when the window fails from every possible starting state; false when it is the
+    /// history from its beginning (the model's states cannot be enumerated).
+    pub window_from_any_state: bool,
+}
+
+/// How many operations of the longest prefix the evidence lists.
+pub const PREFIX_TAIL: usize = 8;
+/// How many operations of a window the text explanation lists.
+pub const WINDOW_LINES: usize = 40;
+
+impl Failure {
+    /// The explanation as text a person can follow.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let key = self
+            .key
+            .as_ref()
+            .map(|k| format!(" on key {k}"))
+            .unwrap_or_default();
+        match &self.op {
+            Some(op) => {
+                let _ = writeln!(
+                    out,
+                    "no linearization{key} can place this operation:\n  {}",
+                    op.line()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "no linearization{key} exists");
+            }
+        }
+        let states: Vec<String> = self.states.iter().map(Value::to_string).collect();
+        let _ = writeln!(
+            out,
+            "the longest linearizable prefix places {} completed operations, after which the \
+             state could be: {}",
+            self.prefix_length,
+            if states.is_empty() {
+                "(none)".into()
+            } else {
+                states.join(", ")
+            }
+        );
+        if !self.prefix_tail.is_empty() {
+            let _ = writeln!(out, "its last operations, in linearization order:");
+            for op in &self.prefix_tail {
+                let _ = writeln!(out, "  {}", op.line());
+            }
+        }
+        if !self.window.is_empty() {
+            let from = if self.window_from_any_state {
+                "whatever the state before it"
+            } else {
+                "from the initial state"
+            };
+            let _ = writeln!(
+                out,
+                "smallest failing window ({} operations, not linearizable {from}):",
+                self.window.len()
+            );
+            for op in self.window.iter().take(WINDOW_LINES) {
+                let _ = writeln!(out, "  {}", op.line());
+            }
+            if self.window.len() > WINDOW_LINES {
+                let _ = writeln!(out, "  ... and {} more", self.window.len() - WINDOW_LINES);
+            }
+        }
+        out
+    }
+}
+
+/// The verdict for a whole history.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinearizabilityResult {
+    pub valid: Validity,
+    pub model: String,
+    /// Client invocations in the history.
+    pub ops: usize,
+    /// How many keys (independent sub-histories) the history has.
+    pub keys: usize,
+    /// Keys whose search was stopped because another key was already found invalid.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keys_unchecked: usize,
+    /// Why the verdict is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One entry per key that is not linearizable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// Keys whose verdict is unknown, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_keys: Vec<(Option<Value>, String)>,
+}
+
+impl LinearizabilityResult {
+    /// Every failure's explanation, as text.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for failure in &self.failures {
+            out.push_str(&failure.explain());
+        }
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(out, "unknown: {reason}");
+        }
+        out
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Errors that stop a check before it starts: the history itself is malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Malformed(#[from] HistoryError),
+}
+
+/// Search steps a key gets in the first round; each round doubles it.
+const FIRST_SLICE_STEPS: u64 = 4096;
+const MAX_SLICE_STEPS: u64 = 1 << 24;
+
+/// Checks a history for linearizability against a model, key by key, in parallel.
+///
+/// Keys are searched in rounds of bounded slices (doubling each round) rather than one after
+/// another, so a key with an easy violation is found even when another key's search is hard;
+/// once a violation is found the remaining searches stop (their keys are counted in
+/// `keys_unchecked`), as the verdict can no longer change.
+pub fn check(
+    history: &History,
+    options: &CheckOptions,
+) -> Result<LinearizabilityResult, CheckError> {
+    let pairs = history.pairs()?;
+    let partitions = partition_by_key(history, &pairs);
+    let memory_used = AtomicU64::new(0);
+    let budget = Budget {
+        deadline: options.time_limit.map(|limit| Instant::now() + limit),
+        memory_limit_bytes: options.memory_limit_bytes,
+        memory_used_bytes: &memory_used,
+    };
+    let mut result = LinearizabilityResult {
+        valid: Validity::Valid,
+        model: options.model.to_string(),
+        ops: pairs.len(),
+        keys: partitions.len(),
+        keys_unchecked: 0,
+        reason: None,
+        failures: Vec::new(),
+        unknown_keys: Vec::new(),
+    };
+    let mut jobs: Vec<Box<dyn KeyJob + '_>> = partitions
+        .into_par_iter()
+        .map(|(key, pairs)| new_job(history, key, &pairs, options))
+        .collect();
+    let mut verdicts: Vec<KeyVerdict> = Vec::new();
+    let mut slice = FIRST_SLICE_STEPS;
+    while !jobs.is_empty() {
+        let finished: Vec<Option<KeyVerdict>> = jobs
+            .par_iter_mut()
+            .map(|job| job.resume(&budget, slice))
+            .collect();
+        let mut still_running = Vec::with_capacity(jobs.len());
+        for (job, verdict) in jobs.into_iter().zip(finished) {
+            match verdict {
+                Some(verdict) => verdicts.push(verdict),
+                None => still_running.push(job),
+            }
+        }
+        jobs = still_running;
+        if verdicts.iter().any(|v| matches!(v, KeyVerdict::Invalid(_))) {
+            result.keys_unchecked = jobs.len();
+            break;
+        }
+        slice = (slice * 2).min(MAX_SLICE_STEPS);
+    }
+    for verdict in verdicts {
+        match verdict {
+            KeyVerdict::Valid => {}
+            KeyVerdict::Invalid(failure) => result.failures.push(*failure),
+            KeyVerdict::Unknown(key, reason) => result.unknown_keys.push((key, reason)),
+        }
+    }
+    if !result.failures.is_empty() {
+        result.valid = Validity::Invalid;
+    } else if let Some((key, reason)) = result.unknown_keys.first() {
+        result.valid = Validity::Unknown;
+        result.reason = Some(match key {
+            Some(key) => format!("key {key}: {reason}"),
+            None => reason.clone(),
+        });
+    }
+    Ok(result)
+}
+
+/// Groups operations by key, keeping each group in history order. Keys are compared by their
+/// JSON text; operations without a key form one group.
+fn partition_by_key(history: &History, pairs: &[Pair]) -> Vec<(Option<Value>, Vec<Pair>)> {
+    let mut index: rustc_hash::FxHashMap<String, usize> = Default::default();
+    let mut groups: Vec<(Option<Value>, Vec<Pair>)> = Vec::new();
+    for pair in pairs {
+        let key = history.ops[pair.invoke].key.as_ref();
+        let text = match key {
+            None => String::new(),
+            Some(Value::String(s)) => format!("s{s}"),
+            Some(other) => format!("j{other}"),
+        };
+        let group = *index.entry(text).or_insert_with(|| {
+            groups.push((key.cloned(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[group].1.push(*pair);
+    }
+    // Largest first, so the parallel workers finish together.
+    groups.sort_by_key(|(_, pairs)| std::cmp::Reverse(pairs.len()));
+    groups
+}
+
+enum KeyVerdict {
+    Valid,
+    Invalid(Box<Failure>),
+    Unknown(Option<Value>, String),
+}
+
+/// One key's check, resumable in slices.
+trait KeyJob: Send {
+    /// Searches for at most `steps` steps; the verdict once there is one.
+    fn resume(&mut self, budget: &Budget<'_>, steps: u64) -> Option<KeyVerdict>;
+}
+
+/// A key whose operations the model could not read: its verdict is already known.
+struct Decided(Option<KeyVerdict>);
+
+impl KeyJob for Decided {
+    fn resume(&mut self, _: &Budget<'_>, _: u64) -> Option<KeyVerdict> {
+        Some(self.0.take().expect("a decided job is resumed once"))
+    }
+}
+
+struct Job<'h, M: Model> {
+    history: &'h History,
+    key: Option<Value>,
+    model: M,
+    ops: Vec<SearchOp<M::Op>>,
+    search: Search<M>,
+    run: Option<Run<M::State>>,
+    explain: bool,
+}
+
+fn new_job<'h>(
+    history: &'h History,
+    key: Option<Value>,
+    pairs: &[Pair],
+    options: &CheckOptions,
+) -> Box<dyn KeyJob + 'h> {
+    let o = &options.model_options;
+    let explain = options.explain;
+    match options.model {
+        ModelKind::Register => Job::boxed(Register::new(o, false), history, key, pairs, explain),
+        ModelKind::CasRegister => Job::boxed(Register::new(o, true), history, key, pairs, explain),
+        ModelKind::MultiRegister => Job::boxed(MultiRegister::new(o), history, key, pairs, explain),
+        ModelKind::Mutex => Job::boxed(Mutex::new(o), history, key, pairs, explain),
+        ModelKind::Set => Job::boxed(Set::new(o), history, key, pairs, explain),
+        ModelKind::FifoQueue => Job::boxed(FifoQueue::new(o), history, key, pairs, explain),
+        ModelKind::UnorderedQueue => {
+            Job::boxed(UnorderedQueue::new(o), history, key, pairs, explain)
+        }
+        ModelKind::StringKv => Job::boxed(StringKv::new(o), history, key, pairs, explain),
+    }
+}
+
+/// Reads pairs into search operations. Positions in the history serve as real-time positions.
+fn interpret<M: Model>(
+    model: &mut M,
+    history: &History,
+    pairs: &[Pair],
+) -> Result<Vec<SearchOp<M::Op>>, String> {
+    let mut ops = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let invoke: &Op = &history.ops[pair.invoke];
+        let completion = pair.completion.map(|c| &history.ops[c]);
+        let (op, required) = match model.interpret(invoke, completion)? {
+            Interpreted::Required(op) => (op, true),
+            Interpreted::Optional(op) => (op, false),
+            Interpreted::Skip => continue,
+        };
+        debug_assert!(!required || completion.is_some_and(|c| c.kind != OpType::Invoke));
+        ops.push(SearchOp {
+            op,
+            call: pair.invoke as u64,
+            ret: if required {
+                pair.completion.map(|c| c as u64)
+            } else {
+                None
+            },
+            invoke: pair.invoke,
+            completion: pair.completion,
+        });
+    }
+    Ok(ops)
+}
+
+impl<'h, M> Job<'h, M>
+where
+    M: Model + Send + 'h,
+    M::State: Send,
+    M::Op: Send,
+{
+    fn boxed(
+        mut model: M,
+        history: &'h History,
+        key: Option<Value>,
+        pairs: &[Pair],
+        explain: bool,
+    ) -> Box<dyn KeyJob + 'h> {
+        match interpret(&mut model, history, pairs) {
+            Ok(ops) => {
+                let search = Search::new(&ops);
+                let run = Some(search.start(model.init()));
+                Box::new(Job {
+                    history,
+                    key,
+                    model,
+                    ops,
+                    search,
+                    run,
+                    explain,
+                })
+            }
+            Err(reason) => Box::new(Decided(Some(KeyVerdict::Unknown(key, reason)))),
+        }
+    }
+
+    /// Builds the evidence for a key whose search failed.
+    fn failure(&mut self, stuck: Stuck<M::State>, budget: &Budget<'_>) -> Failure {
+        let (history, ops) = (self.history, &self.ops);
+        let summary = |op: usize| OpSummary::of(history, &pair_of(&ops[op]));
+        let mut failure = Failure {
+            key: self.key.clone(),
+            op: stuck.blocked.map(summary),
+            prefix_length: stuck.depth,
+            prefix_tail: Vec::new(),
+            states: stuck
+                .states
+                .iter()
+                .map(|s| self.model.state_json(s))
+                .collect(),
+            window: Vec::new(),
+            window_from_any_state: false,
+        };
+        if !self.explain {
+            return failure;
+        }
+        let init = self.model.init();
+        if let (_, Some(prefix)) =
+            self.search
+                .run(&self.model, ops, init, budget, Some(stuck.depth))
+        {
+            let tail = prefix.len().saturating_sub(PREFIX_TAIL);
+            failure.prefix_tail = prefix[tail..].iter().map(|&op| summary(op)).collect();
+        }
+        if let Some(blocked) = stuck.blocked {
+            if let Some((window, any_state)) = window::smallest(&self.model, ops, blocked, budget) {
+                failure.window = window
+                    .into_iter()
+                    .map(|(op, optional)| OpSummary {
+                        optional,
+                        ..summary(op)
+                    })
+                    .collect();
+                failure.window_from_any_state = any_state;
+            }
+        }
+        failure
+    }
+}
+
+impl<'h, M> KeyJob for Job<'h, M>
+where
+    M: Model + Send + 'h,
+    M::State: Send,
+    M::Op: Send,
+{
+    fn resume(&mut self, budget: &Budget<'_>, steps: u64) -> Option<KeyVerdict> {
+        let mut run = self
+            .run
+            .take()
+            .expect("a job is not resumed after its verdict");
+        let Some(outcome) = self
+            .search
+            .resume(&self.model, &self.ops, &mut run, budget, steps)
+        else {
+            self.run = Some(run);
+            return None;
+        };
+        self.search.finish(run, budget);
+        Some(match outcome {
+            Outcome::Valid => KeyVerdict::Valid,
+            Outcome::Unknown(reason) => KeyVerdict::Unknown(self.key.clone(), reason),
+            Outcome::Invalid(stuck) => KeyVerdict::Invalid(Box::new(self.failure(stuck, budget))),
+        })
+    }
+}
+
+fn pair_of<O>(op: &SearchOp<O>) -> Pair {
+    Pair {
+        invoke: op.invoke,
+        completion: op.completion,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::jsonl::read_jsonl;
+    use serde_json::json;
+
+    fn history(lines: &str) -> History {
+        read_jsonl(lines.as_bytes(), "test").unwrap()
+    }
+
+    fn verdict(h: &History, model: ModelKind) -> LinearizabilityResult {
+        check(h, &CheckOptions::new(model)).unwrap()
+    }
+
+    #[test]
+    fn stale_read_after_a_completed_write_is_found_with_evidence() {
+        let h = history(include_str!(
+            "../../../examples/histories/register-stale-read.jsonl"
+        ));
+        let r = verdict(&h, ModelKind::CasRegister);
+        assert_eq!(r.valid, Validity::Invalid);
+        assert_eq!(r.keys, 2);
+        assert_eq!(r.failures.len(), 1);
+        let f = &r.failures[0];
+        assert_eq!(f.key, Some(json!("x")));
+        let op = f.op.as_ref().unwrap();
+        assert_eq!((op.f.as_str(), op.result.clone()), ("read", Some(json!(1))));
+        // Write 2 completed before the read began; the read of 1 cannot follow it.
+        let window: Vec<u64> = f.window.iter().map(|o| o.index).collect();
+        assert_eq!(window, vec![2, 4, 5], "{}", f.explain());
+        let optional: Vec<bool> = f.window.iter().map(|o| o.optional).collect();
+        assert_eq!(optional, vec![false, false, true]);
+        assert!(f.window_from_any_state);
+        assert!(f.explain().contains("smallest failing window"));
+    }
+
+    #[test]
+    fn crashed_cas_may_take_effect_later() {
+        let h = history(include_str!(
+            "../../../examples/histories/register-valid.jsonl"
+        ));
+        assert_eq!(verdict(&h, ModelKind::CasRegister).valid, Validity::Valid);
+    }
+
+    #[test]
+    fn crashed_write_may_never_take_effect() {
+        let h = history(
+            r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":0,"type":"info","f":"write","value":1}
+{"process":1,"type":"invoke","f":"read","value":null}
+{"process":1,"type":"ok","f":"read","value":null}"#,
+        );
+        assert_eq!(verdict(&h, ModelKind::Register).valid, Validity::Valid);
+    }
+
+    #[test]
+    fn failed_write_never_happened() {
+        let h = history(
+            r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":0,"type":"fail","f":"write","value":1}
+{"process":1,"type":"invoke","f":"read","value":null}
+{"process":1,"type":"ok","f":"read","value":1}"#,
+        );
+        assert_eq!(verdict(&h, ModelKind::Register).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn compare_failed_cas_is_an_observation() {
+        // The register holds 1 throughout, so a cas expecting 1 cannot have failed its compare.
+        let h = history(
+            r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":0,"type":"ok","f":"write","value":1}
+{"process":1,"type":"invoke","f":"cas","value":[1,2]}
+{"process":1,"type":"fail","f":"cas","value":[1,2],"error":"compare-failed"}"#,
+        );
+        assert_eq!(verdict(&h, ModelKind::CasRegister).valid, Validity::Invalid);
+        let plain_fail = h.ops.iter().cloned().map(|mut op| {
+            op.error = None;
+            op
+        });
+        let h = History::new(plain_fail.collect());
+        assert_eq!(verdict(&h, ModelKind::CasRegister).valid, Validity::Valid);
+    }
+}

@@ -1,0 +1,533 @@
+//! The search for a linearization: Wing & Gong's algorithm with Lowe's memoization, iterative.
+//!
+//! Required operations (completed `ok`) sit in a doubly linked list of call and return entries
+//! in history order. The candidates for the next linearization point are the call entries
+//! before the first remaining return entry; linearizing one lifts both of its entries out of
+//! the list, and backtracking puts them back (dancing links), so no step copies the history.
+//! Every configuration reached — the set of linearized operations and the model state — goes
+//! into a memo table, so no configuration is explored twice.
+//!
+//! Optional operations (crashed: `info` or never completed) have no return entry; they may be
+//! linearized whenever they have been invoked, or never. Two design decisions keep them cheap:
+//! - They are tried only after every required candidate, since a crashed operation is needed
+//!   only to explain what a later operation saw.
+//! - Crashed operations that are equal as model operations (e.g. two crashed `write 3`) are
+//!   interchangeable once both are invoked, so they form a class and only the earliest unused
+//!   member of a class is a candidate. This turns thousands of pending crashed writes of a few
+//!   values into a few candidates.
+//!
+//! The linearized set is hashed incrementally (Zobrist: a random 128-bit word per operation,
+//! combined with xor), so a memo lookup costs O(1) however long the history is. Two different
+//! sets share a hash with probability about 2^-128 per pair, far below any hardware error rate.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::models::Model;
+
+/// One operation as the search sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchOp<O> {
+    pub op: O,
+    /// Position of the invocation in real-time order.
+    pub call: u64,
+    /// Position of the completion; `None` for an optional operation.
+    pub ret: Option<u64>,
+    /// Position of the invocation in the source history (for evidence).
+    pub invoke: usize,
+    /// Position of the completion in the source history.
+    pub completion: Option<usize>,
+}
+
+/// Limits shared by every partition of one check.
+pub(crate) struct Budget<'a> {
+    pub deadline: Option<Instant>,
+    pub memory_limit_bytes: u64,
+    pub memory_used_bytes: &'a AtomicU64,
+}
+
+impl Budget<'_> {
+    fn exceeded(&self, local_bytes: u64) -> Option<String> {
+        if let Some(deadline) = self.deadline {
+            if Instant::now() >= deadline {
+                return Some("the time limit was reached before the search finished".into());
+            }
+        }
+        let used = self
+            .memory_used_bytes
+            .fetch_add(local_bytes, Ordering::Relaxed)
+            + local_bytes;
+        if used > self.memory_limit_bytes {
+            return Some(format!(
+                "the search's memo tables reached the memory limit ({} MiB)",
+                self.memory_limit_bytes >> 20
+            ));
+        }
+        None
+    }
+
+    fn release(&self, bytes: u64) {
+        self.memory_used_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Where the search stopped making progress.
+#[derive(Debug, Clone)]
+pub(crate) struct Stuck<S> {
+    /// Required operations linearized in the deepest configuration found.
+    pub depth: usize,
+    /// Distinct model states seen at that depth (at most [`MAX_STUCK_STATES`]).
+    pub states: Vec<S>,
+    /// The operation that could not be linearized there (an index into the problem's ops).
+    pub blocked: Option<usize>,
+}
+
+pub(crate) const MAX_STUCK_STATES: usize = 16;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome<S> {
+    Valid,
+    Invalid(Stuck<S>),
+    Unknown(String),
+}
+
+const HEAD: u32 = 0;
+const NIL: u32 = u32::MAX;
+/// How many search steps pass between checks of the time and memory limits.
+const BUDGET_CHECK_EVERY: u64 = 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    Entry(u32),
+    Class(u32),
+}
+
+struct Frame<S> {
+    op: u32,
+    prev_state: S,
+    resume: Cursor,
+    branch: u32,
+}
+
+/// The mutable state of one search from one initial state: resumable, so that partitions can
+/// share the cores in slices.
+pub(crate) struct Run<S> {
+    state: S,
+    hash: u128,
+    stack: Vec<Frame<S>>,
+    depth: usize,
+    cursor: Cursor,
+    branch_from: u32,
+    cache: FxHashSet<(u128, S)>,
+    successors: Vec<S>,
+    stuck: Stuck<S>,
+    steps: u64,
+    local_bytes: u64,
+    reported_bytes: u64,
+    stop_at_depth: Option<usize>,
+    prefix: Option<Vec<usize>>,
+}
+
+impl<S: Clone> Run<S> {
+    fn new(init: S, first_entry: u32) -> Run<S> {
+        Run {
+            stuck: Stuck {
+                depth: 0,
+                states: vec![init.clone()],
+                blocked: None,
+            },
+            state: init,
+            hash: 0,
+            stack: Vec::new(),
+            depth: 0,
+            cursor: Cursor::Entry(first_entry),
+            branch_from: 0,
+            cache: FxHashSet::default(),
+            successors: Vec::new(),
+            steps: 0,
+            local_bytes: 0,
+            reported_bytes: 0,
+            stop_at_depth: None,
+            prefix: None,
+        }
+    }
+}
+
+/// The search over one partition's operations.
+pub(crate) struct Search<M: Model> {
+    model: std::marker::PhantomData<M>,
+    ops: usize,
+    // The linked list of entries; entry 0 is the head sentinel.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    entry_op: Vec<u32>,
+    entry_is_call: Vec<bool>,
+    entry_pos: Vec<u64>,
+    call_entry: Vec<u32>,
+    ret_entry: Vec<u32>,
+    // Optional operations, in classes of equal operations, each sorted by invocation.
+    classes: Vec<Vec<u32>>,
+    class_of: Vec<u32>,
+    class_next: Vec<u32>,
+    zobrist: Vec<u128>,
+    required: usize,
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl<M: Model> Search<M> {
+    pub fn new(ops: &[SearchOp<M::Op>]) -> Self {
+        assert!(
+            ops.len() < (u32::MAX / 2) as usize,
+            "too many operations in one partition"
+        );
+        let mut events: Vec<(u64, u32, bool)> = Vec::with_capacity(ops.len() * 2);
+        let mut classes: Vec<Vec<u32>> = Vec::new();
+        let mut class_ids: FxHashMap<&M::Op, u32> = FxHashMap::default();
+        let mut class_of = vec![u32::MAX; ops.len()];
+        for (i, op) in ops.iter().enumerate() {
+            match op.ret {
+                Some(ret) => {
+                    assert!(ret > op.call, "an operation completes after it is invoked");
+                    events.push((op.call, i as u32, true));
+                    events.push((ret, i as u32, false));
+                }
+                None => {
+                    let class = *class_ids.entry(&op.op).or_insert_with(|| {
+                        classes.push(Vec::new());
+                        (classes.len() - 1) as u32
+                    });
+                    classes[class as usize].push(i as u32);
+                    class_of[i] = class;
+                }
+            }
+        }
+        events.sort_unstable_by_key(|&(pos, _, _)| pos);
+        for members in &mut classes {
+            members.sort_unstable_by_key(|&m| ops[m as usize].call);
+        }
+        let entries = events.len() + 1;
+        let mut search = Search {
+            model: std::marker::PhantomData,
+            ops: ops.len(),
+            next: Vec::with_capacity(entries),
+            prev: Vec::with_capacity(entries),
+            entry_op: Vec::with_capacity(entries),
+            entry_is_call: Vec::with_capacity(entries),
+            entry_pos: Vec::with_capacity(entries),
+            call_entry: vec![NIL; ops.len()],
+            ret_entry: vec![NIL; ops.len()],
+            class_next: vec![0; classes.len()],
+            classes,
+            class_of,
+            zobrist: (0..ops.len() as u64)
+                .map(|i| {
+                    let hi = splitmix64(i.wrapping_mul(2) ^ 0x5EED);
+                    let lo = splitmix64(i.wrapping_mul(2) + 1);
+                    ((hi as u128) << 64) | lo as u128
+                })
+                .collect(),
+            required: events.len() / 2,
+        };
+        // Head sentinel.
+        search.entry_op.push(NIL);
+        search.entry_is_call.push(false);
+        search.entry_pos.push(0);
+        for (e, &(pos, op, is_call)) in events.iter().enumerate() {
+            let e = e as u32 + 1;
+            search.entry_op.push(op);
+            search.entry_is_call.push(is_call);
+            search.entry_pos.push(pos);
+            if is_call {
+                search.call_entry[op as usize] = e;
+            } else {
+                search.ret_entry[op as usize] = e;
+            }
+        }
+        for e in 0..entries as u32 {
+            search.prev.push(if e == 0 { NIL } else { e - 1 });
+            search
+                .next
+                .push(if e + 1 == entries as u32 { NIL } else { e + 1 });
+        }
+        search
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = n;
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn relink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = e;
+        if n != NIL {
+            self.prev[n as usize] = e;
+        }
+    }
+
+    fn lift(&mut self, op: u32) {
+        let class = self.class_of[op as usize];
+        if class == u32::MAX {
+            self.unlink(self.call_entry[op as usize]);
+            self.unlink(self.ret_entry[op as usize]);
+        } else {
+            debug_assert_eq!(
+                self.classes[class as usize][self.class_next[class as usize] as usize],
+                op
+            );
+            self.class_next[class as usize] += 1;
+        }
+    }
+
+    fn unlift(&mut self, op: u32) {
+        let class = self.class_of[op as usize];
+        if class == u32::MAX {
+            self.relink(self.ret_entry[op as usize]);
+            self.relink(self.call_entry[op as usize]);
+        } else {
+            self.class_next[class as usize] -= 1;
+            debug_assert_eq!(
+                self.classes[class as usize][self.class_next[class as usize] as usize],
+                op
+            );
+        }
+    }
+
+    fn first_return_pos(&self) -> u64 {
+        let mut e = self.next[HEAD as usize];
+        while e != NIL && self.entry_is_call[e as usize] {
+            e = self.next[e as usize];
+        }
+        if e == NIL {
+            u64::MAX
+        } else {
+            self.entry_pos[e as usize]
+        }
+    }
+
+    /// The operation to blame when no candidate works: the first required operation whose
+    /// return is pending, or else the first required operation left.
+    fn blocked_op(&self) -> Option<usize> {
+        let first = self.next[HEAD as usize];
+        let mut e = first;
+        while e != NIL && self.entry_is_call[e as usize] {
+            e = self.next[e as usize];
+        }
+        let e = if e == NIL { first } else { e };
+        (e != NIL).then(|| self.entry_op[e as usize] as usize)
+    }
+
+    /// Searches from `init` to the end (or the budget). With `stop_at_depth`, returns as soon
+    /// as that many required operations are linearized, with the linearized operations in
+    /// order (used to rebuild the longest prefix after a failed search).
+    pub fn run(
+        &mut self,
+        model: &M,
+        ops: &[SearchOp<M::Op>],
+        init: M::State,
+        budget: &Budget<'_>,
+        stop_at_depth: Option<usize>,
+    ) -> (Outcome<M::State>, Option<Vec<usize>>) {
+        let mut run = self.start(init);
+        run.stop_at_depth = stop_at_depth;
+        let outcome = loop {
+            if let Some(outcome) = self.resume(model, ops, &mut run, budget, u64::MAX) {
+                break outcome;
+            }
+        };
+        let prefix = run.prefix.take();
+        self.finish(run, budget);
+        (outcome, prefix)
+    }
+
+    /// Begins a search from `init`; drive it with [`Search::resume`].
+    pub fn start(&self, init: M::State) -> Run<M::State> {
+        Run::new(init, self.next[HEAD as usize])
+    }
+
+    /// Continues a search for at most `max_steps` steps; `None` when it has not finished.
+    /// Partitions are searched in slices like this so that one hard key cannot hide an easy
+    /// violation on another.
+    pub fn resume(
+        &mut self,
+        model: &M,
+        ops: &[SearchOp<M::Op>],
+        run: &mut Run<M::State>,
+        budget: &Budget<'_>,
+        max_steps: u64,
+    ) -> Option<Outcome<M::State>> {
+        let entry_bytes = (std::mem::size_of::<(u128, M::State)>() as u64 + 8) * 2;
+        let until = run.steps.saturating_add(max_steps);
+        loop {
+            if run.depth == self.required {
+                return Some(Outcome::Valid);
+            }
+            if run.stop_at_depth == Some(run.depth) {
+                run.prefix = Some(run.stack.iter().map(|f| f.op as usize).collect());
+                return Some(Outcome::Valid);
+            }
+            if run.steps >= until {
+                return None;
+            }
+            run.steps += 1;
+            if run.steps % BUDGET_CHECK_EVERY == 0 {
+                let fresh = run.local_bytes - run.reported_bytes;
+                run.reported_bytes = run.local_bytes;
+                if let Some(reason) = budget.exceeded(fresh) {
+                    return Some(Outcome::Unknown(reason));
+                }
+            }
+            let found = self.next_candidate(model, ops, run, entry_bytes);
+            match found {
+                Some((op, branch, next_state, resume)) => {
+                    let prev_state = std::mem::replace(&mut run.state, next_state);
+                    run.stack.push(Frame {
+                        op,
+                        prev_state,
+                        resume,
+                        branch,
+                    });
+                    self.lift(op);
+                    run.hash ^= self.zobrist[op as usize];
+                    if self.class_of[op as usize] == u32::MAX {
+                        run.depth += 1;
+                        if run.depth > run.stuck.depth {
+                            run.stuck = Stuck {
+                                depth: run.depth,
+                                states: Vec::new(),
+                                blocked: None,
+                            };
+                        }
+                    }
+                    if run.depth == run.stuck.depth
+                        && run.stuck.states.len() < MAX_STUCK_STATES
+                        && !run.stuck.states.contains(&run.state)
+                    {
+                        run.stuck.states.push(run.state.clone());
+                    }
+                    run.cursor = Cursor::Entry(self.next[HEAD as usize]);
+                    run.branch_from = 0;
+                }
+                None => {
+                    if run.depth == run.stuck.depth && run.stuck.blocked.is_none() {
+                        run.stuck.blocked = self.blocked_op();
+                    }
+                    let Some(frame) = run.stack.pop() else {
+                        return Some(Outcome::Invalid(run.stuck.clone()));
+                    };
+                    self.unlift(frame.op);
+                    run.hash ^= self.zobrist[frame.op as usize];
+                    if self.class_of[frame.op as usize] == u32::MAX {
+                        run.depth -= 1;
+                    }
+                    run.state = frame.prev_state;
+                    run.cursor = frame.resume;
+                    run.branch_from = frame.branch + 1;
+                }
+            }
+        }
+    }
+
+    /// Ends a run: puts the list back as it was (so the search can run again from another
+    /// state) and returns its memory to the budget.
+    pub fn finish(&mut self, mut run: Run<M::State>, budget: &Budget<'_>) {
+        if std::env::var_os("FAULTLINE_DEBUG_SEARCH").is_some() {
+            eprintln!(
+                "search: {} ops, {} required, {} classes, {} steps, {} cached",
+                self.ops,
+                self.required,
+                self.classes.len(),
+                run.steps,
+                run.cache.len()
+            );
+        }
+        while let Some(frame) = run.stack.pop() {
+            self.unlift(frame.op);
+        }
+        budget.release(run.reported_bytes);
+    }
+
+    fn next_candidate(
+        &self,
+        model: &M,
+        ops: &[SearchOp<M::Op>],
+        run: &mut Run<M::State>,
+        entry_bytes: u64,
+    ) -> Option<(u32, u32, M::State, Cursor)> {
+        let Run {
+            state,
+            hash,
+            cursor,
+            branch_from,
+            cache,
+            successors,
+            local_bytes,
+            ..
+        } = run;
+        let (state, hash, cursor, mut branch_from) = (&*state, *hash, *cursor, *branch_from);
+        let mut try_op = |op: u32, from: u32, successors: &mut Vec<M::State>| {
+            successors.clear();
+            model.step(state, &ops[op as usize].op, successors);
+            let h = hash ^ self.zobrist[op as usize];
+            for branch in from as usize..successors.len() {
+                let candidate = &successors[branch];
+                if !cache.insert((h, candidate.clone())) {
+                    continue;
+                }
+                *local_bytes += entry_bytes + model.state_heap_bytes(candidate) as u64;
+                return Some((branch as u32, successors.swap_remove(branch)));
+            }
+            None
+        };
+        let (first_return, class_from) = match cursor {
+            Cursor::Entry(start) => {
+                let mut e = start;
+                while e != NIL && self.entry_is_call[e as usize] {
+                    let op = self.entry_op[e as usize];
+                    if let Some((branch, next)) = try_op(op, branch_from, successors) {
+                        return Some((op, branch, next, Cursor::Entry(e)));
+                    }
+                    branch_from = 0;
+                    e = self.next[e as usize];
+                }
+                (
+                    if e == NIL {
+                        u64::MAX
+                    } else {
+                        self.entry_pos[e as usize]
+                    },
+                    0,
+                )
+            }
+            Cursor::Class(c) => (self.first_return_pos(), c),
+        };
+        for c in class_from..self.classes.len() as u32 {
+            let members = &self.classes[c as usize];
+            let Some(&op) = members.get(self.class_next[c as usize] as usize) else {
+                continue;
+            };
+            if ops[op as usize].call >= first_return {
+                continue;
+            }
+            let from = if matches!(cursor, Cursor::Class(_)) && c == class_from {
+                branch_from
+            } else {
+                0
+            };
+            if let Some((branch, next)) = try_op(op, from, successors) {
+                return Some((op, branch, next, Cursor::Class(c)));
+            }
+        }
+        None
+    }
+}
