@@ -14,7 +14,11 @@ pub enum HistoryError {
     },
     /// The text is not a history of the expected format.
     #[error("{file}:{line}: {why}")]
-    Parse { file: String, line: usize, why: String },
+    Parse {
+        file: String,
+        line: usize,
+        why: String,
+    },
     /// The events parse but do not form a well-formed history.
     #[error("event {index}: {why}")]
     Malformed { index: u64, why: String },
@@ -22,6 +26,10 @@ pub enum HistoryError {
 
 impl HistoryError {
     pub fn parse(file: &str, line: usize, why: impl Into<String>) -> HistoryError {
-        HistoryError::Parse { file: file.to_string(), line, why: why.into() }
+        HistoryError::Parse {
+            file: file.to_string(),
+            line,
+            why: why.into(),
+        }
     }
 }

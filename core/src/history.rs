@@ -158,8 +158,14 @@ impl Op {
 
     /// A completion of the given type for a client process.
     pub fn complete(process: u64, kind: OpType, f: &str, value: Value) -> Op {
-        assert!(kind.is_completion(), "a completion must be ok, fail or info");
-        Op { kind, ..Op::invoke(process, f, value) }
+        assert!(
+            kind.is_completion(),
+            "a completion must be ok, fail or info"
+        );
+        Op {
+            kind,
+            ..Op::invoke(process, f, value)
+        }
     }
 
     pub fn with_key(mut self, key: Value) -> Op {
@@ -238,18 +244,27 @@ impl History {
             let Process::Client(process) = op.process else {
                 continue;
             };
-            let bad = |why: String| HistoryError::Malformed { index: op.index, why };
+            let bad = |why: String| HistoryError::Malformed {
+                index: op.index,
+                why,
+            };
             match (op.kind, slots.entry(process)) {
                 (OpType::Invoke, Entry::Vacant(slot)) => {
                     slot.insert(Slot::Open(position));
                     pair_of_open.insert(process, pairs.len());
-                    pairs.push(Pair { invoke: position, completion: None });
+                    pairs.push(Pair {
+                        invoke: position,
+                        completion: None,
+                    });
                 }
                 (OpType::Invoke, Entry::Occupied(mut slot)) => match *slot.get() {
                     Slot::Idle => {
                         slot.insert(Slot::Open(position));
                         pair_of_open.insert(process, pairs.len());
-                        pairs.push(Pair { invoke: position, completion: None });
+                        pairs.push(Pair {
+                            invoke: position,
+                            completion: None,
+                        });
                     }
                     Slot::Open(open) => {
                         return Err(bad(format!(
@@ -268,7 +283,9 @@ impl History {
                     }
                 },
                 (kind, Entry::Occupied(mut slot)) if matches!(slot.get(), Slot::Open(_)) => {
-                    let Slot::Open(open) = *slot.get() else { unreachable!() };
+                    let Slot::Open(open) = *slot.get() else {
+                        unreachable!()
+                    };
                     if self.ops[open].f != op.f {
                         return Err(bad(format!(
                             "process {process} completed {} but its open invocation at index {} \
@@ -276,7 +293,9 @@ impl History {
                             op.f, self.ops[open].index, self.ops[open].f
                         )));
                     }
-                    let pair = pair_of_open.remove(&process).expect("open invocation has a pair");
+                    let pair = pair_of_open
+                        .remove(&process)
+                        .expect("open invocation has a pair");
                     pairs[pair].completion = Some(position);
                     slot.insert(if kind == OpType::Info {
                         Slot::Crashed(position)
@@ -307,7 +326,8 @@ mod tests {
 
     #[test]
     fn op_round_trips_through_json() {
-        let line = r#"{"index":2,"time":2000,"process":0,"type":"ok","f":"write","key":"x","value":3}"#;
+        let line =
+            r#"{"index":2,"time":2000,"process":0,"type":"ok","f":"write","key":"x","value":3}"#;
         let op = parse(line);
         assert_eq!(op.process, Process::Client(0));
         assert_eq!(op.kind, OpType::Ok);
@@ -344,9 +364,18 @@ mod tests {
         assert_eq!(
             pairs,
             vec![
-                Pair { invoke: 0, completion: Some(2) },
-                Pair { invoke: 1, completion: None },
-                Pair { invoke: 3, completion: None },
+                Pair {
+                    invoke: 0,
+                    completion: Some(2)
+                },
+                Pair {
+                    invoke: 1,
+                    completion: None
+                },
+                Pair {
+                    invoke: 3,
+                    completion: None
+                },
             ]
         );
     }
@@ -370,7 +399,10 @@ mod tests {
 
     #[test]
     fn double_invocation_is_an_error() {
-        let h = history(vec![Op::invoke(0, "read", json!(null)), Op::invoke(0, "read", json!(null))]);
+        let h = history(vec![
+            Op::invoke(0, "read", json!(null)),
+            Op::invoke(0, "read", json!(null)),
+        ]);
         assert!(h.pairs().unwrap_err().to_string().contains("outstanding"));
     }
 }

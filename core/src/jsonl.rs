@@ -17,9 +17,8 @@ pub const READ_CHUNK_BYTES: usize = 8 << 20;
 
 /// Parses one line of JSON Lines. `file` and `line` (1-based) only label the error.
 pub fn parse_line(text: &str, file: &str, line: usize) -> Result<Op, HistoryError> {
-    serde_json::from_str::<Op>(text).map_err(|e| {
-        HistoryError::parse(file, line, format!("expected an operation object: {e}"))
-    })
+    serde_json::from_str::<Op>(text)
+        .map_err(|e| HistoryError::parse(file, line, format!("expected an operation object: {e}")))
 }
 
 fn is_blank(line: &[u8]) -> bool {
@@ -94,8 +93,10 @@ fn read_full<R: Read>(reader: &mut R, buffer: &mut [u8]) -> std::io::Result<usiz
 
 /// Reads a JSON Lines history file.
 pub fn read_jsonl_file(path: &Path) -> Result<History, HistoryError> {
-    let file = File::open(path)
-        .map_err(|source| HistoryError::Io { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| HistoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     read_jsonl(file, &path.display().to_string())
 }
 
@@ -109,7 +110,12 @@ pub struct JsonlReader<R> {
 
 impl<R: Read> JsonlReader<R> {
     pub fn new(reader: R, file: &str) -> Self {
-        JsonlReader { lines: BufReader::new(reader).lines(), file: file.to_string(), line: 0, next_index: 0 }
+        JsonlReader {
+            lines: BufReader::new(reader).lines(),
+            file: file.to_string(),
+            line: 0,
+            next_index: 0,
+        }
     }
 }
 
@@ -122,7 +128,11 @@ impl<R: Read> Iterator for JsonlReader<R> {
             let text = match self.lines.next()? {
                 Ok(text) => text,
                 Err(e) => {
-                    return Some(Err(HistoryError::parse(&self.file, self.line, e.to_string())))
+                    return Some(Err(HistoryError::parse(
+                        &self.file,
+                        self.line,
+                        e.to_string(),
+                    )))
                 }
             };
             if is_blank(text.as_bytes()) {
@@ -149,15 +159,20 @@ pub struct HistoryWriter<W: Write> {
 impl HistoryWriter<File> {
     /// Creates (or truncates) a history file.
     pub fn create(path: &Path) -> Result<Self, HistoryError> {
-        let file = File::create(path)
-            .map_err(|source| HistoryError::Io { path: path.to_path_buf(), source })?;
+        let file = File::create(path).map_err(|source| HistoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(HistoryWriter::new(file))
     }
 }
 
 impl<W: Write> HistoryWriter<W> {
     pub fn new(out: W) -> Self {
-        HistoryWriter { out: BufWriter::new(out), line: Vec::with_capacity(256) }
+        HistoryWriter {
+            out: BufWriter::new(out),
+            line: Vec::with_capacity(256),
+        }
     }
 
     /// Appends one event and flushes it. The line is built first and written in one call, so a
@@ -208,8 +223,9 @@ mod tests {
     #[test]
     fn sequential_and_parallel_readers_agree() {
         let parallel = read_jsonl(EXAMPLE.as_bytes(), "example").unwrap();
-        let sequential: Vec<Op> =
-            JsonlReader::new(EXAMPLE.as_bytes(), "example").map(Result::unwrap).collect();
+        let sequential: Vec<Op> = JsonlReader::new(EXAMPLE.as_bytes(), "example")
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(parallel.ops, sequential);
     }
 
@@ -217,16 +233,28 @@ mod tests {
     fn missing_indexes_come_from_file_order_and_blank_lines_are_skipped() {
         let text = "\n{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n\n   \n{\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":1}";
         let h = read_jsonl(text.as_bytes(), "t").unwrap();
-        assert_eq!(h.ops.iter().map(|o| o.index).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            h.ops.iter().map(|o| o.index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n\n{\"process\":0,\"type\":\"done\"}\n";
-        let err = read_jsonl(text.as_bytes(), "h.jsonl").unwrap_err().to_string();
-        assert!(err.starts_with("h.jsonl:3: expected an operation object"), "{err}");
+        let err = read_jsonl(text.as_bytes(), "h.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("h.jsonl:3: expected an operation object"),
+            "{err}"
+        );
         let err: Vec<_> = JsonlReader::new(text.as_bytes(), "h.jsonl").collect();
-        assert!(err[1].as_ref().unwrap_err().to_string().starts_with("h.jsonl:3:"));
+        assert!(err[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .starts_with("h.jsonl:3:"));
     }
 
     #[test]

@@ -18,9 +18,12 @@
 //! queues and transactions alike, and a history a checker cannot read yields `unknown` with a
 //! reason instead of a panic.
 
+pub mod edn;
 pub mod error;
 pub mod history;
+pub mod import;
 pub mod jsonl;
 
 pub use error::HistoryError;
 pub use history::{History, Op, OpType, Pair, Process};
+pub use import::{read_history_file, Format};
