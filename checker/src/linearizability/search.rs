@@ -20,7 +20,7 @@
 //! combined with xor), so a memo lookup costs O(1) however long the history is. Two different
 //! sets share a hash with probability about 2^-128 per pair, far below any hardware error rate.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -97,6 +97,15 @@ const NIL: u32 = u32::MAX;
 /// How many search steps pass between checks of the time and memory limits.
 const BUDGET_CHECK_EVERY: u64 = 1024;
 
+/// How many members of each crashed-operation class a configuration has used, as
+/// `(class, used)` pairs for the classes it used at all.
+type Used = Box<[(u32, u32)]>;
+
+/// The memo table: for each (set of linearized required operations, state), the crashed-op
+/// usages already explored from it. A configuration is pruned when an explored one has the same
+/// required set and state and used no more of any class: it had every option this one has.
+type Memo<S> = FxHashMap<(u128, S), Vec<Used>>;
+
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     Entry(u32),
@@ -119,7 +128,7 @@ pub(crate) struct Run<S> {
     depth: usize,
     cursor: Cursor,
     branch_from: u32,
-    cache: FxHashSet<(u128, S)>,
+    cache: Memo<S>,
     successors: Vec<S>,
     stuck: Stuck<S>,
     steps: u64,
@@ -143,7 +152,7 @@ impl<S: Clone> Run<S> {
             depth: 0,
             cursor: Cursor::Entry(first_entry),
             branch_from: 0,
-            cache: FxHashSet::default(),
+            cache: Memo::default(),
             successors: Vec::new(),
             steps: 0,
             local_bytes: 0,
@@ -170,8 +179,18 @@ pub(crate) struct Search<M: Model> {
     classes: Vec<Vec<u32>>,
     class_of: Vec<u32>,
     class_next: Vec<u32>,
+    /// Classes with at least one member linearized, in the order they were first used (a
+    /// stack, since linearization and backtracking are last in, first out).
+    used_classes: Vec<u32>,
     zobrist: Vec<u128>,
     required: usize,
+}
+
+/// How many members of `class` a usage used.
+fn count_in(used: &[(u32, u32)], class: u32) -> u32 {
+    used.iter()
+        .find(|&&(c, _)| c == class)
+        .map_or(0, |&(_, n)| n)
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -224,6 +243,7 @@ impl<M: Model> Search<M> {
             call_entry: vec![NIL; ops.len()],
             ret_entry: vec![NIL; ops.len()],
             class_next: vec![0; classes.len()],
+            used_classes: Vec::new(),
             classes,
             class_of,
             zobrist: (0..ops.len() as u64)
@@ -286,6 +306,9 @@ impl<M: Model> Search<M> {
                 op
             );
             self.class_next[class as usize] += 1;
+            if self.class_next[class as usize] == 1 {
+                self.used_classes.push(class);
+            }
         }
     }
 
@@ -296,11 +319,42 @@ impl<M: Model> Search<M> {
             self.relink(self.call_entry[op as usize]);
         } else {
             self.class_next[class as usize] -= 1;
+            if self.class_next[class as usize] == 0 {
+                let last = self.used_classes.pop();
+                debug_assert_eq!(last, Some(class), "classes are released in reverse order");
+            }
             debug_assert_eq!(
                 self.classes[class as usize][self.class_next[class as usize] as usize],
                 op
             );
         }
+    }
+
+    /// How many members of `class` are used, counting one more for `bump`.
+    fn used_count(&self, class: u32, bump: Option<u32>) -> u32 {
+        self.class_next[class as usize] + u32::from(bump == Some(class))
+    }
+
+    /// Whether an explored configuration that used `used` had every option the current one
+    /// (plus `bump`) has: it used no more of any class.
+    fn covers(&self, used: &[(u32, u32)], bump: Option<u32>) -> bool {
+        used.iter()
+            .all(|&(class, n)| n <= self.used_count(class, bump))
+    }
+
+    /// The current usage (plus `bump`) as `(class, used)` pairs.
+    fn used(&self, bump: Option<u32>) -> Used {
+        let mut used: Vec<(u32, u32)> = self
+            .used_classes
+            .iter()
+            .map(|&c| (c, self.used_count(c, bump)))
+            .collect();
+        if let Some(class) = bump {
+            if self.class_next[class as usize] == 0 {
+                used.push((class, 1));
+            }
+        }
+        used.into_boxed_slice()
     }
 
     fn first_return_pos(&self) -> u64 {
@@ -366,7 +420,7 @@ impl<M: Model> Search<M> {
         budget: &Budget<'_>,
         max_steps: u64,
     ) -> Option<Outcome<M::State>> {
-        let entry_bytes = (std::mem::size_of::<(u128, M::State)>() as u64 + 8) * 2;
+        let entry_bytes = (std::mem::size_of::<((u128, M::State), Vec<Used>)>() as u64 + 8) * 2;
         let until = run.steps.saturating_add(max_steps);
         loop {
             if run.depth == self.required {
@@ -398,8 +452,8 @@ impl<M: Model> Search<M> {
                         branch,
                     });
                     self.lift(op);
-                    run.hash ^= self.zobrist[op as usize];
                     if self.class_of[op as usize] == u32::MAX {
+                        run.hash ^= self.zobrist[op as usize];
                         run.depth += 1;
                         if run.depth > run.stuck.depth {
                             run.stuck = Stuck {
@@ -426,8 +480,8 @@ impl<M: Model> Search<M> {
                         return Some(Outcome::Invalid(run.stuck.clone()));
                     };
                     self.unlift(frame.op);
-                    run.hash ^= self.zobrist[frame.op as usize];
                     if self.class_of[frame.op as usize] == u32::MAX {
+                        run.hash ^= self.zobrist[frame.op as usize];
                         run.depth -= 1;
                     }
                     run.state = frame.prev_state;
@@ -478,13 +532,25 @@ impl<M: Model> Search<M> {
         let mut try_op = |op: u32, from: u32, successors: &mut Vec<M::State>| {
             successors.clear();
             model.step(state, &ops[op as usize].op, successors);
-            let h = hash ^ self.zobrist[op as usize];
+            let class = self.class_of[op as usize];
+            let (h, bump) = if class == u32::MAX {
+                (hash ^ self.zobrist[op as usize], None)
+            } else {
+                (hash, Some(class))
+            };
             for branch in from as usize..successors.len() {
                 let candidate = &successors[branch];
-                if !cache.insert((h, candidate.clone())) {
+                let explored = cache.entry((h, candidate.clone())).or_default();
+                if explored.iter().any(|used| self.covers(used, bump)) {
                     continue;
                 }
-                *local_bytes += entry_bytes + model.state_heap_bytes(candidate) as u64;
+                let used = self.used(bump);
+                // Drop usages this one covers: they had no option this one lacks.
+                explored.retain(|old| !used.iter().all(|&(c, n)| count_in(old, c) >= n));
+                *local_bytes += entry_bytes
+                    + (used.len() * 8) as u64
+                    + model.state_heap_bytes(candidate) as u64;
+                explored.push(used);
                 return Some((branch as u32, successors.swap_remove(branch)));
             }
             None
