@@ -1,0 +1,308 @@
+//! `faultline check`: read history files, check each, print verdicts, exit as Jepsen does.
+
+use clap::Args;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResult};
+use faultline_checker::{ModelKind, Validity};
+use faultline_core::import::{read_history_file, Format};
+
+use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The model: register, cas-register, multi-register, mutex, set, fifo-queue,
+    /// unordered-queue, string-kv. Default: implied by the format, else guessed from the
+    /// operations.
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelKind>,
+
+    /// The initial state as JSON (default null; Knossos's corpus uses 0).
+    #[arg(long, value_parser = parse_json)]
+    init: Option<Value>,
+
+    /// The file format: auto, jsonl, edn, porcupine-etcd, porcupine-kv.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    format: Format,
+
+    /// The consistency model to check. Register histories: linearizable.
+    #[arg(long, default_value = "linearizable")]
+    consistency: String,
+
+    /// How a read that returned null counts: `absent` (the value was never written; the JSON
+    /// Lines convention) or `unknown` (it constrains nothing; the Knossos / Jepsen EDN
+    /// convention). Default: unknown for EDN, absent otherwise.
+    #[arg(long, value_parser = ["absent", "unknown"])]
+    nil_read: Option<String>,
+
+    /// Seconds before the verdict becomes unknown.
+    #[arg(long)]
+    time_limit: Option<f64>,
+
+    /// Memory the search may use for its memo tables, in MiB, before the verdict becomes
+    /// unknown.
+    #[arg(long, default_value_t = linearizability::DEFAULT_MEMORY_LIMIT_BYTES >> 20)]
+    memory_limit_mb: u64,
+
+    /// One JSON object per file on stdout, one per line.
+    #[arg(long)]
+    json: bool,
+
+    /// History files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_json(s: &str) -> Result<Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// What happened to one file.
+enum FileOutcome {
+    Checked(Box<LinearizabilityResult>),
+    /// The input could not be read or is not a history (exit 254).
+    BadInput(String),
+    /// faultline itself failed (exit 255).
+    Internal(String),
+}
+
+impl FileOutcome {
+    fn exit_code(&self) -> u8 {
+        match self {
+            FileOutcome::Checked(result) => result.valid.exit_code() as u8,
+            FileOutcome::BadInput(_) => EXIT_BAD_INPUT,
+            FileOutcome::Internal(_) => EXIT_INTERNAL,
+        }
+    }
+}
+
+/// The exit status for several files: bad input first (the run means nothing until it is
+/// fixed), then internal errors, then invalid, unknown, valid.
+fn combined_exit(codes: impl Iterator<Item = u8>) -> u8 {
+    let rank = |code: u8| match code {
+        EXIT_BAD_INPUT => 5,
+        EXIT_INTERNAL => 4,
+        1 => 3,
+        2 => 2,
+        _ => 1,
+    };
+    codes.max_by_key(|&c| rank(c)).unwrap_or(0)
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    if args.consistency != "linearizable" {
+        eprintln!(
+            "faultline check: --consistency {} is not supported for these models; \
+             register-style models are checked for linearizable",
+            args.consistency
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    if let Some(limit) = args.time_limit {
+        if !(limit.is_finite() && limit > 0.0) {
+            eprintln!("faultline check: --time-limit must be a positive number of seconds");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    let mut codes = Vec::new();
+    let stdout = std::io::stdout();
+    for file in &args.files {
+        let started = Instant::now();
+        let (outcome, meta) = check_file(&args, file);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        codes.push(outcome.exit_code());
+        let mut out = stdout.lock();
+        if args.json {
+            let line = json_line(file, &outcome, &meta, elapsed_ms);
+            let _ = writeln!(out, "{line}");
+        } else {
+            print_human(&mut out, file, &outcome, &meta, elapsed_ms);
+        }
+    }
+    ExitCode::from(combined_exit(codes.into_iter()))
+}
+
+/// What we learned about a file before checking it.
+#[derive(Default)]
+struct FileMeta {
+    format: Option<Format>,
+    model: Option<ModelKind>,
+}
+
+fn check_file(args: &CheckArgs, file: &Path) -> (FileOutcome, FileMeta) {
+    let mut meta = FileMeta::default();
+    let (history, format) = match read_history_file(file, args.format) {
+        Ok(read) => read,
+        Err(e) => return (FileOutcome::BadInput(e.to_string()), meta),
+    };
+    meta.format = Some(format);
+    let model = match args
+        .model
+        .or_else(|| implied_model(format))
+        .or_else(|| ModelKind::infer(&history.ops))
+    {
+        Some(model) => model,
+        None if history.client_ops().next().is_none() => ModelKind::Register,
+        None => {
+            return (
+                FileOutcome::BadInput(format!(
+                    "cannot tell which model fits {}: give --model",
+                    file.display()
+                )),
+                meta,
+            )
+        }
+    };
+    meta.model = Some(model);
+    let mut options = CheckOptions::new(model);
+    options.model_options.init = args.init.clone().unwrap_or(Value::Null);
+    options.model_options.nil_read_is_unknown = match args.nil_read.as_deref() {
+        Some(choice) => choice == "unknown",
+        None => format == Format::Edn,
+    };
+    options.time_limit = args.time_limit.map(Duration::from_secs_f64);
+    options.memory_limit_bytes = args.memory_limit_mb.saturating_mul(1 << 20);
+    let checked = catch_unwind(AssertUnwindSafe(|| {
+        linearizability::check(&history, &options)
+    }));
+    let outcome = match checked {
+        Ok(Ok(result)) => FileOutcome::Checked(Box::new(result)),
+        Ok(Err(e)) => FileOutcome::BadInput(format!("{}: {e}", file.display())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            FileOutcome::Internal(format!("the checker failed on {}: {why}", file.display()))
+        }
+    };
+    (outcome, meta)
+}
+
+/// The Porcupine formats come with their model.
+fn implied_model(format: Format) -> Option<ModelKind> {
+    match format {
+        Format::PorcupineEtcd => Some(ModelKind::CasRegister),
+        Format::PorcupineKv => Some(ModelKind::StringKv),
+        _ => None,
+    }
+}
+
+fn json_line(file: &Path, outcome: &FileOutcome, meta: &FileMeta, elapsed_ms: f64) -> Value {
+    let mut line = json!({
+        "file": file.display().to_string(),
+        "elapsed_ms": (elapsed_ms * 1000.0).round() / 1000.0,
+    });
+    let map = line.as_object_mut().expect("an object");
+    if let Some(format) = meta.format {
+        map.insert("format".into(), json!(format.as_str()));
+    }
+    if let Some(model) = meta.model {
+        map.insert("model".into(), json!(model.as_str()));
+    }
+    match outcome {
+        FileOutcome::Checked(result) => {
+            map.insert("valid".into(), result.valid.to_json());
+            map.insert("ops".into(), json!(result.ops));
+            map.insert("keys".into(), json!(result.keys));
+            if result.valid == Validity::Invalid {
+                map.insert("not".into(), json!(["linearizable"]));
+                let anomalies: Vec<Value> = result
+                    .failures
+                    .iter()
+                    .map(|f| {
+                        let mut v = serde_json::to_value(f).expect("failures serialize");
+                        v["type"] = json!("nonlinearizable");
+                        v["explanation"] = json!(f.explain());
+                        v
+                    })
+                    .collect();
+                map.insert("anomaly_types".into(), json!(["nonlinearizable"]));
+                map.insert("anomalies".into(), Value::Array(anomalies));
+            }
+            if let Some(reason) = &result.reason {
+                map.insert("reason".into(), json!(reason));
+            }
+        }
+        FileOutcome::BadInput(why) => {
+            map.insert("valid".into(), json!("unknown"));
+            map.insert("error".into(), json!(why));
+        }
+        FileOutcome::Internal(why) => {
+            map.insert("valid".into(), json!("unknown"));
+            map.insert("error".into(), json!(why));
+            map.insert("reason".into(), json!("internal error"));
+        }
+    }
+    line
+}
+
+fn print_human(
+    out: &mut impl Write,
+    file: &Path,
+    outcome: &FileOutcome,
+    meta: &FileMeta,
+    elapsed_ms: f64,
+) {
+    let name = file.display();
+    match outcome {
+        FileOutcome::Checked(result) => {
+            let verdict = match result.valid {
+                Validity::Valid => "linearizable",
+                Validity::Invalid => "NOT linearizable",
+                Validity::Unknown => "unknown",
+            };
+            let model = meta.model.map(|m| m.as_str()).unwrap_or("?");
+            let keys = if result.keys > 1 {
+                format!(", {} keys", result.keys)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{name}: {verdict} ({model}, {} ops{keys}, {elapsed_ms:.1} ms)",
+                result.ops
+            );
+            let explanation = result.explain();
+            for line in explanation.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        FileOutcome::BadInput(why) => {
+            let _ = writeln!(out, "{name}: cannot check");
+            eprintln!("faultline check: {why}");
+        }
+        FileOutcome::Internal(why) => {
+            let _ = writeln!(out, "{name}: internal error");
+            eprintln!("faultline check: {why}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_outranks_verdicts() {
+        assert_eq!(combined_exit([0, 1, 254, 2].into_iter()), 254);
+        assert_eq!(combined_exit([0, 2, 1].into_iter()), 1);
+        assert_eq!(combined_exit([0, 2].into_iter()), 2);
+        assert_eq!(combined_exit([0, 0].into_iter()), 0);
+        assert_eq!(combined_exit([0, 255, 1].into_iter()), 255);
+    }
+}
