@@ -218,7 +218,8 @@ pub fn read_history_file(path: &Path, format: Format) -> Result<(History, Format
             // The head is the whole file.
             read_small_jsonl(&head, &label)?
         } else {
-            jsonl::read_jsonl(Cursor::new(head).chain(file), &label)?
+            let size = file.metadata().map_or(0, |m| m.len());
+            jsonl::read_jsonl_sized(Cursor::new(head).chain(file), &label, size)?
         };
         return Ok((history, format));
     }

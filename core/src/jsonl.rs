@@ -28,17 +28,28 @@ fn is_blank(line: &[u8]) -> bool {
 /// Reads a whole JSON Lines history from any reader, in parallel chunks.
 ///
 /// Blank lines are skipped; an index missing from an event becomes its position in the file.
-pub fn read_jsonl<R: Read>(mut reader: R, file: &str) -> Result<History, HistoryError> {
-    let mut ops: Vec<Op> = Vec::new();
-    let mut carry: Vec<u8> = Vec::new();
-    let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+pub fn read_jsonl<R: Read>(reader: R, file: &str) -> Result<History, HistoryError> {
+    read_jsonl_sized(reader, file, 0)
+}
+
+/// As [`read_jsonl`], with the input's size in bytes when known, so the history is allocated
+/// once instead of grown (growing a vector of millions of events copies it repeatedly).
+pub fn read_jsonl_sized<R: Read>(
+    mut reader: R,
+    file: &str,
+    size_hint_bytes: u64,
+) -> Result<History, HistoryError> {
+    // Events are rarely shorter than 48 bytes; untouched capacity costs no memory.
+    let mut ops: Vec<Op> = Vec::with_capacity((size_hint_bytes / 48) as usize);
+    let mut carry: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES + 4096);
     let mut first_line = 1usize;
     let mut finished = false;
     while !finished {
-        let read = read_full(&mut reader, &mut buffer)
+        let read = (&mut reader)
+            .take(READ_CHUNK_BYTES as u64)
+            .read_to_end(&mut carry)
             .map_err(|e| HistoryError::parse(file, first_line, format!("read failed: {e}")))?;
         finished = read == 0;
-        carry.extend_from_slice(&buffer[..read]);
         // Parse only complete lines unless this is the end of the input.
         let cut = if finished {
             carry.len()
@@ -51,44 +62,29 @@ pub fn read_jsonl<R: Read>(mut reader: R, file: &str) -> Result<History, History
         let chunk = &carry[..cut];
         let lines: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
         // `split` yields one empty tail after a final newline; it is blank and skipped.
-        let parsed: Vec<Result<Option<Op>, HistoryError>> = lines
+        let parsed: Result<Vec<Op>, HistoryError> = lines
             .par_iter()
             .enumerate()
+            .filter(|(_, line)| !is_blank(line))
             .map(|(i, line)| {
-                if is_blank(line) {
-                    return Ok(None);
-                }
                 let text = std::str::from_utf8(line).map_err(|e| {
                     HistoryError::parse(file, first_line + i, format!("not UTF-8: {e}"))
                 })?;
-                parse_line(text, file, first_line + i).map(Some)
+                parse_line(text, file, first_line + i)
             })
             .collect();
-        for op in parsed {
-            if let Some(mut op) = op? {
-                if op.index == UNASSIGNED_INDEX {
-                    op.index = ops.len() as u64;
-                }
-                ops.push(op);
+        let mut parsed = parsed?;
+        let base = ops.len() as u64;
+        for (k, op) in parsed.iter_mut().enumerate() {
+            if op.index == UNASSIGNED_INDEX {
+                op.index = base + k as u64;
             }
         }
-        first_line += chunk.iter().filter(|&&b| b == b'\n').count();
+        ops.append(&mut parsed);
+        first_line += lines.len() - 1;
         carry.drain(..cut);
     }
     Ok(History::new(ops))
-}
-
-fn read_full<R: Read>(reader: &mut R, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Reads a JSON Lines history file.
@@ -97,7 +93,8 @@ pub fn read_jsonl_file(path: &Path) -> Result<History, HistoryError> {
         path: path.to_path_buf(),
         source,
     })?;
-    read_jsonl(file, &path.display().to_string())
+    let size = file.metadata().map_or(0, |m| m.len());
+    read_jsonl_sized(file, &path.display().to_string(), size)
 }
 
 /// A sequential reader, one event at a time, for tools that follow a file as it grows.

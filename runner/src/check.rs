@@ -144,11 +144,15 @@ struct FileMeta {
 
 fn check_file(args: &CheckArgs, file: &Path) -> (FileOutcome, FileMeta) {
     let mut meta = FileMeta::default();
+    let started = Instant::now();
     let (history, format) = match read_history_file(file, args.format) {
         Ok(read) => read,
         Err(e) => return (FileOutcome::BadInput(e.to_string()), meta),
     };
     meta.format = Some(format);
+    if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
+        eprintln!("timings: read {:?}", started.elapsed());
+    }
     let model = match args
         .model
         .or_else(|| implied_model(format))

@@ -295,8 +295,13 @@ pub fn check(
     history: &History,
     options: &CheckOptions,
 ) -> Result<LinearizabilityResult, CheckError> {
+    let timings = std::env::var_os("FAULTLINE_TIMINGS").is_some();
+    let started = Instant::now();
     let pairs = history.pairs()?;
-    let partitions = partition_by_key(history, &pairs);
+    let ops = pairs.len();
+    let paired = started.elapsed();
+    let partitions = partition_by_key(history, pairs);
+    let partitioned = started.elapsed();
     let memory_used = AtomicU64::new(0);
     let budget = Budget {
         deadline: options.time_limit.map(|limit| Instant::now() + limit),
@@ -306,17 +311,21 @@ pub fn check(
     let mut result = LinearizabilityResult {
         valid: Validity::Valid,
         model: options.model.to_string(),
-        ops: pairs.len(),
+        ops,
         keys: partitions.len(),
         keys_unchecked: 0,
         reason: None,
         failures: Vec::new(),
         unknown_keys: Vec::new(),
     };
-    let mut jobs: Vec<Box<dyn KeyJob + '_>> = partitions
-        .into_par_iter()
-        .map(|(key, pairs)| new_job(history, key, &pairs, options))
-        .collect();
+    let mut jobs = new_jobs(history, partitions, options);
+    if timings {
+        eprintln!(
+            "timings: pair {paired:?}, partition {:?}, interpret {:?}",
+            partitioned - paired,
+            started.elapsed() - partitioned
+        );
+    }
     let mut verdicts: Vec<KeyVerdict> = Vec::new();
     let mut slice = FIRST_SLICE_STEPS;
     while !jobs.is_empty() {
@@ -357,27 +366,52 @@ pub fn check(
     Ok(result)
 }
 
-/// Groups operations by key, keeping each group in history order. Keys are compared by their
-/// JSON text; operations without a key form one group.
-fn partition_by_key(history: &History, pairs: &[Pair]) -> Vec<(Option<Value>, Vec<Pair>)> {
-    let mut index: rustc_hash::FxHashMap<String, usize> = Default::default();
-    let mut groups: Vec<(Option<Value>, Vec<Pair>)> = Vec::new();
-    for pair in pairs {
-        let key = history.ops[pair.invoke].key.as_ref();
-        let text = match key {
-            None => String::new(),
-            Some(Value::String(s)) => format!("s{s}"),
-            Some(other) => format!("j{other}"),
-        };
-        let group = *index.entry(text).or_insert_with(|| {
-            groups.push((key.cloned(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[group].1.push(*pair);
+/// Operations grouped by key: the keys, and for each pair (in history order) its key's group.
+struct Partitions {
+    keys: Vec<Option<Value>>,
+    group_of: Vec<u32>,
+    pairs: Vec<Pair>,
+}
+
+impl Partitions {
+    fn len(&self) -> usize {
+        self.keys.len()
     }
-    // Largest first, so the parallel workers finish together.
-    groups.sort_by_key(|(_, pairs)| std::cmp::Reverse(pairs.len()));
-    groups
+}
+
+/// Groups operations by key. Keys are compared by their JSON text; operations without a key
+/// form one group.
+fn partition_by_key(history: &History, pairs: Vec<Pair>) -> Partitions {
+    // String keys (the common case) are looked up as they are, without formatting them.
+    let mut by_text: rustc_hash::FxHashMap<&str, u32> = Default::default();
+    let mut by_json: rustc_hash::FxHashMap<String, u32> = Default::default();
+    let mut keys: Vec<Option<Value>> = Vec::new();
+    let mut new_group = |key: Option<&Value>| {
+        keys.push(key.cloned());
+        (keys.len() - 1) as u32
+    };
+    let group_of = pairs
+        .iter()
+        .map(|pair| {
+            let key = history.ops[pair.invoke].key.as_ref();
+            match key {
+                Some(Value::String(s)) => {
+                    *by_text.entry(s.as_str()).or_insert_with(|| new_group(key))
+                }
+                None => *by_json
+                    .entry(String::new())
+                    .or_insert_with(|| new_group(key)),
+                Some(other) => *by_json
+                    .entry(format!("j{other}"))
+                    .or_insert_with(|| new_group(key)),
+            }
+        })
+        .collect();
+    Partitions {
+        keys,
+        group_of,
+        pairs,
+    }
 }
 
 enum KeyVerdict {
@@ -411,57 +445,95 @@ struct Job<'h, M: Model> {
     explain: bool,
 }
 
-fn new_job<'h>(
+fn new_jobs<'h>(
     history: &'h History,
-    key: Option<Value>,
-    pairs: &[Pair],
+    partitions: Partitions,
     options: &CheckOptions,
-) -> Box<dyn KeyJob + 'h> {
+) -> Vec<Box<dyn KeyJob + 'h>> {
     let o = &options.model_options;
-    let explain = options.explain;
+    let p = partitions;
+    let x = options.explain;
     match options.model {
-        ModelKind::Register => Job::boxed(Register::new(o, false), history, key, pairs, explain),
-        ModelKind::CasRegister => Job::boxed(Register::new(o, true), history, key, pairs, explain),
-        ModelKind::MultiRegister => Job::boxed(MultiRegister::new(o), history, key, pairs, explain),
-        ModelKind::Mutex => Job::boxed(Mutex::new(o), history, key, pairs, explain),
-        ModelKind::Set => Job::boxed(Set::new(o), history, key, pairs, explain),
-        ModelKind::FifoQueue => Job::boxed(FifoQueue::new(o), history, key, pairs, explain),
-        ModelKind::UnorderedQueue => {
-            Job::boxed(UnorderedQueue::new(o), history, key, pairs, explain)
-        }
-        ModelKind::StringKv => Job::boxed(StringKv::new(o), history, key, pairs, explain),
+        ModelKind::Register => jobs_for(|| Register::new(o, false), history, p, x),
+        ModelKind::CasRegister => jobs_for(|| Register::new(o, true), history, p, x),
+        ModelKind::MultiRegister => jobs_for(|| MultiRegister::new(o), history, p, x),
+        ModelKind::Mutex => jobs_for(|| Mutex::new(o), history, p, x),
+        ModelKind::Set => jobs_for(|| Set::new(o), history, p, x),
+        ModelKind::FifoQueue => jobs_for(|| FifoQueue::new(o), history, p, x),
+        ModelKind::UnorderedQueue => jobs_for(|| UnorderedQueue::new(o), history, p, x),
+        ModelKind::StringKv => jobs_for(|| StringKv::new(o), history, p, x),
     }
 }
 
-/// Reads pairs into search operations. Positions in the history serve as real-time positions.
+/// Interprets each key's operations with its own model and sets up its search, keys in
+/// parallel; the jobs come back largest first so the workers finish together.
+fn jobs_for<'h, M>(
+    new_model: impl Fn() -> M + Sync,
+    history: &'h History,
+    partitions: Partitions,
+    explain: bool,
+) -> Vec<Box<dyn KeyJob + 'h>>
+where
+    M: Model + Send + 'h,
+    M::State: Send,
+    M::Op: Send,
+{
+    let mut members: Vec<Vec<Pair>> = vec![Vec::new(); partitions.len()];
+    for (pair, &group) in partitions.pairs.iter().zip(&partitions.group_of) {
+        members[group as usize].push(*pair);
+    }
+    let mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = partitions
+        .keys
+        .into_par_iter()
+        .zip(members)
+        .map(|(key, pairs)| -> (usize, Box<dyn KeyJob + 'h>) {
+            let mut model = new_model();
+            let mut ops = Vec::with_capacity(pairs.len());
+            for pair in &pairs {
+                match interpret(&mut model, history, pair) {
+                    Ok(Some(op)) => ops.push(op),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        return (0, Box::new(Decided(Some(KeyVerdict::Unknown(key, reason)))))
+                    }
+                }
+            }
+            (
+                ops.len(),
+                Box::new(Job::new(model, history, key, ops, explain)),
+            )
+        })
+        .collect();
+    jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+    jobs.into_iter().map(|(_, job)| job).collect()
+}
+
+/// Reads one pair into a search operation (`None`: it cannot affect the verdict). Positions
+/// in the history serve as real-time positions.
 fn interpret<M: Model>(
     model: &mut M,
     history: &History,
-    pairs: &[Pair],
-) -> Result<Vec<SearchOp<M::Op>>, String> {
-    let mut ops = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let invoke: &Op = &history.ops[pair.invoke];
-        let completion = pair.completion.map(|c| &history.ops[c]);
-        let (op, required) = match model.interpret(invoke, completion)? {
-            Interpreted::Required(op) => (op, true),
-            Interpreted::Optional(op) => (op, false),
-            Interpreted::Skip => continue,
-        };
-        debug_assert!(!required || completion.is_some_and(|c| c.kind != OpType::Invoke));
-        ops.push(SearchOp {
-            op,
-            call: pair.invoke as u64,
-            ret: if required {
-                pair.completion.map(|c| c as u64)
-            } else {
-                None
-            },
-            invoke: pair.invoke,
-            completion: pair.completion,
-        });
-    }
-    Ok(ops)
+    pair: &Pair,
+) -> Result<Option<SearchOp<M::Op>>, String> {
+    let invoke: &Op = &history.ops[pair.invoke];
+    let completion = pair.completion.map(|c| &history.ops[c]);
+    let (op, required) = match model.interpret(invoke, completion)? {
+        Interpreted::Required(op) => (op, true),
+        Interpreted::Optional(op) => (op, false),
+        Interpreted::Skip => return Ok(None),
+    };
+    debug_assert!(!required || completion.is_some_and(|c| c.kind != OpType::Invoke));
+    Ok(Some(SearchOp {
+        op,
+        call: pair.invoke as u64,
+        ret: if required {
+            pair.completion.map(|c| c as u64)
+        } else {
+            None
+        },
+        invoke: pair.invoke,
+        completion: pair.completion,
+    }))
 }
 
 impl<'h, M> Job<'h, M>
@@ -470,28 +542,23 @@ where
     M::State: Send,
     M::Op: Send,
 {
-    fn boxed(
-        mut model: M,
+    fn new(
+        model: M,
         history: &'h History,
         key: Option<Value>,
-        pairs: &[Pair],
+        ops: Vec<SearchOp<M::Op>>,
         explain: bool,
-    ) -> Box<dyn KeyJob + 'h> {
-        match interpret(&mut model, history, pairs) {
-            Ok(ops) => {
-                let search = Search::new(&ops);
-                let run = Some(search.start(model.init()));
-                Box::new(Job {
-                    history,
-                    key,
-                    model,
-                    ops,
-                    search,
-                    run,
-                    explain,
-                })
-            }
-            Err(reason) => Box::new(Decided(Some(KeyVerdict::Unknown(key, reason)))),
+    ) -> Self {
+        let search = Search::new(&ops);
+        let run = Some(search.start(model.init()));
+        Job {
+            history,
+            key,
+            model,
+            ops,
+            search,
+            run,
+            explain,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A key that identifies a JSON value exactly: integers, strings and booleans directly, anything
 /// else by its canonical JSON text (serde_json keeps object keys sorted).
@@ -31,16 +32,27 @@ impl ValueKey {
     }
 }
 
+/// An interned value: strings are kept once, shared by the lookup table and the id table
+/// (histories hold millions of distinct strings; one allocation each is the budget).
+#[derive(Debug, Clone)]
+enum Entry {
+    Str(Arc<str>),
+    Other(Value),
+}
+
 /// Maps JSON values to dense ids; id 0 is always `null`.
 #[derive(Debug, Clone)]
 pub struct Interner {
+    /// Strings apart, so that looking one up by `&str` allocates nothing.
+    strings: FxHashMap<Arc<str>, u32>,
     ids: FxHashMap<ValueKey, u32>,
-    values: Vec<Value>,
+    values: Vec<Entry>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
         let mut interner = Interner {
+            strings: FxHashMap::default(),
             ids: FxHashMap::default(),
             values: Vec::new(),
         };
@@ -54,26 +66,45 @@ impl Interner {
     pub const NULL: u32 = 0;
 
     pub fn intern(&mut self, value: &Value) -> u32 {
+        if let Value::String(text) = value {
+            return self.intern_str(text);
+        }
         let key = ValueKey::of(value);
         if let Some(&id) = self.ids.get(&key) {
             return id;
         }
         let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
-        self.values.push(value.clone());
+        self.values.push(Entry::Other(value.clone()));
         self.ids.insert(key, id);
         id
     }
 
     /// Interns a string without building a JSON value first (the hot path of string-kv).
     pub fn intern_str(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.ids.get(&ValueKey::Str(text.into())) {
+        if let Some(&id) = self.strings.get(text) {
             return id;
         }
-        self.intern(&Value::String(text.to_string()))
+        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        let shared: Arc<str> = Arc::from(text);
+        self.values.push(Entry::Str(shared.clone()));
+        self.strings.insert(shared, id);
+        id
     }
 
-    pub fn value(&self, id: u32) -> &Value {
-        &self.values[id as usize]
+    /// The value behind an id.
+    pub fn value(&self, id: u32) -> Value {
+        match &self.values[id as usize] {
+            Entry::Str(text) => Value::String(text.to_string()),
+            Entry::Other(value) => value.clone(),
+        }
+    }
+
+    /// The text behind an id, when the value is a string.
+    pub fn text(&self, id: u32) -> Option<&str> {
+        match &self.values[id as usize] {
+            Entry::Str(text) => Some(text),
+            Entry::Other(_) => None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -108,6 +139,8 @@ mod tests {
             i.intern(&json!({"a": [2], "b": 1}))
         );
         assert_eq!(i.intern_str("x"), i.intern(&json!("x")));
-        assert_eq!(i.value(one), &json!(1));
+        assert_eq!(i.value(one), json!(1));
+        let x = i.intern(&json!("x"));
+        assert_eq!(i.text(x), Some("x"));
     }
 }

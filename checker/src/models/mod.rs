@@ -139,24 +139,29 @@ impl ModelKind {
 
     /// Guesses the model from the operations a history uses, for `check` without `--model`.
     pub fn infer(ops: &[Op]) -> Option<ModelKind> {
-        let seen = |name: &str| ops.iter().any(|op| !op.is_nemesis() && op.f == name);
-        Some(if seen("cas") {
-            ModelKind::CasRegister
-        } else if seen("txn") {
-            ModelKind::MultiRegister
-        } else if seen("acquire") || seen("release") {
-            ModelKind::Mutex
-        } else if seen("get") || seen("put") || seen("append") {
-            ModelKind::StringKv
-        } else if seen("enqueue") || seen("dequeue") {
-            ModelKind::FifoQueue
-        } else if seen("add") {
-            ModelKind::Set
-        } else if seen("read") || seen("write") {
-            ModelKind::Register
-        } else {
-            return None;
-        })
+        // The first operation that names a model decides, in this order of precedence.
+        let rank = |f: &str| match f {
+            "cas" => Some((0, ModelKind::CasRegister)),
+            "txn" => Some((1, ModelKind::MultiRegister)),
+            "acquire" | "release" => Some((2, ModelKind::Mutex)),
+            "get" | "put" | "append" => Some((3, ModelKind::StringKv)),
+            "enqueue" | "dequeue" => Some((4, ModelKind::FifoQueue)),
+            "add" => Some((5, ModelKind::Set)),
+            "read" | "write" => Some((6, ModelKind::Register)),
+            _ => None,
+        };
+        let mut best: Option<(u8, ModelKind)> = None;
+        for op in ops.iter().filter(|op| !op.is_nemesis()) {
+            if let Some(found) = rank(&op.f) {
+                if best.is_none_or(|b| found.0 < b.0) {
+                    best = Some(found);
+                    if found.0 == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        best.map(|(_, model)| model)
     }
 }
 

@@ -100,12 +100,7 @@ impl Model for FifoQueue {
     }
 
     fn state_json(&self, state: &VecDeque<u32>) -> Value {
-        Value::Array(
-            state
-                .iter()
-                .map(|&e| self.elements.value(e).clone())
-                .collect(),
-        )
+        Value::Array(state.iter().map(|&e| self.elements.value(e)).collect())
     }
 
     fn state_heap_bytes(&self, state: &VecDeque<u32>) -> usize {
@@ -178,12 +173,7 @@ impl Model for UnorderedQueue {
     }
 
     fn state_json(&self, state: &Vec<u32>) -> Value {
-        Value::Array(
-            state
-                .iter()
-                .map(|&e| self.elements.value(e).clone())
-                .collect(),
-        )
+        Value::Array(state.iter().map(|&e| self.elements.value(e)).collect())
     }
 
     fn state_heap_bytes(&self, state: &Vec<u32>) -> usize {

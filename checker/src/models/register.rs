@@ -120,7 +120,7 @@ impl Model for Register {
     }
 
     fn state_json(&self, state: &u32) -> Value {
-        self.values.value(*state).clone()
+        self.values.value(*state)
     }
 
     fn all_states(&self) -> Option<Vec<u32>> {
@@ -269,10 +269,7 @@ impl Model for MultiRegister {
         for k in 0..self.keys.len().max(state.len()) {
             if k < self.keys.len() && k as u32 != Interner::NULL {
                 let v = state.get(k).copied().unwrap_or(self.default_init);
-                map.insert(
-                    key_text(self.keys.value(k as u32)),
-                    self.values.value(v).clone(),
-                );
+                map.insert(key_text(&self.keys.value(k as u32)), self.values.value(v));
             }
         }
         Value::Object(map)

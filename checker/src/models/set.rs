@@ -87,12 +87,7 @@ impl Model for Set {
     }
 
     fn state_json(&self, state: &Vec<u32>) -> Value {
-        Value::Array(
-            state
-                .iter()
-                .map(|&e| self.elements.value(e).clone())
-                .collect(),
-        )
+        Value::Array(state.iter().map(|&e| self.elements.value(e)).collect())
     }
 
     fn state_heap_bytes(&self, state: &Vec<u32>) -> usize {

@@ -70,8 +70,11 @@ impl Model for StringKv {
                 let cached = self.appended.borrow().get(&(*state, suffix)).copied();
                 let next = cached.unwrap_or_else(|| {
                     let mut texts = self.texts.borrow_mut();
-                    let joined =
-                        format!("{}{}", text(texts.value(*state)), text(texts.value(suffix)));
+                    let joined = format!(
+                        "{}{}",
+                        texts.text(*state).unwrap_or(""),
+                        texts.text(suffix).unwrap_or("")
+                    );
                     let id = texts.intern_str(&joined);
                     self.appended.borrow_mut().insert((*state, suffix), id);
                     id
@@ -106,7 +109,7 @@ impl Model for StringKv {
     }
 
     fn state_json(&self, state: &u32) -> Value {
-        Value::String(text(self.texts.borrow().value(*state)).to_string())
+        Value::String(self.texts.borrow().text(*state).unwrap_or("").to_string())
     }
 }
 
