@@ -591,15 +591,17 @@ where
             failure.prefix_tail = prefix[tail..].iter().map(|&op| summary(op)).collect();
         }
         if let Some(blocked) = stuck.blocked {
-            if let Some((window, any_state)) = window::smallest(&self.model, ops, blocked, budget) {
+            if let Some(window) = window::smallest(&self.model, ops, blocked, budget) {
+                failure.op = Some(summary(window.last));
                 failure.window = window
+                    .members
                     .into_iter()
                     .map(|(op, optional)| OpSummary {
                         optional,
                         ..summary(op)
                     })
                     .collect();
-                failure.window_from_any_state = any_state;
+                failure.window_from_any_state = window.from_any_state;
             }
         }
         failure

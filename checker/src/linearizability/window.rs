@@ -24,24 +24,79 @@ const MAX_CUTS: usize = 512;
 /// How long the window search may take, on top of the check itself.
 const MAX_WINDOW_TIME: Duration = Duration::from_secs(5);
 
-/// Returns the operations of the smallest failing window (indices into `ops`, each with
-/// whether it is optional there), and whether it
-/// fails from any starting state (`true`) or only from the initial state (`false`, when the
-/// model's states cannot be enumerated and the window is the whole prefix).
+/// The smallest failing window found.
+pub(crate) struct Window {
+    /// Indices into the operations, each with whether it is optional in the window.
+    pub members: Vec<(usize, bool)>,
+    /// True when the window fails from every starting state; false when it is the history's
+    /// shortest failing prefix, from the initial state.
+    pub from_any_state: bool,
+    /// The operation whose completion ends the shortest failing prefix: the one that cannot
+    /// be linearized.
+    pub last: usize,
+}
+
+/// Finds the smallest failing window. First the shortest prefix of the history that is not
+/// linearizable (prefixes only get harder as they grow, so a forward then binary search over
+/// completions finds it, starting from the completion of the op the search got stuck on);
+/// then, when the model's states can be enumerated, the latest cut at which the rest of that
+/// prefix fails from every state.
 pub(crate) fn smallest<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
     blocked: usize,
     budget: &Budget<'_>,
-) -> Option<(Vec<(usize, bool)>, bool)> {
-    let end = ops[blocked].ret?;
+) -> Option<Window> {
     let started = Instant::now();
+    let from_init = |end: u64| {
+        let (_, window) = window_at(ops, 0, end);
+        let (outcome, _) = Search::new(&window).run(model, &window, model.init(), budget, None);
+        matches!(outcome, Outcome::Invalid(_))
+    };
+    let mut ends: Vec<(u64, usize)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| op.ret.map(|ret| (ret, i)))
+        .filter(|&(ret, _)| ret >= ops[blocked].ret.unwrap_or(0))
+        .collect();
+    ends.sort_unstable();
+    // Forward: 1, 2, 4, ... completions past the first, until a failing prefix.
+    let mut known_good: Option<usize> = None;
+    let mut step = 1;
+    let mut probe = 0;
+    let failing = loop {
+        if probe >= ends.len() || started.elapsed() > MAX_WINDOW_TIME {
+            return None;
+        }
+        if from_init(ends[probe].0) {
+            break probe;
+        }
+        known_good = Some(probe);
+        probe = (probe + step).min(ends.len().max(1) - 1).max(probe + 1);
+        step *= 2;
+    };
+    // Binary search between the last good and the first failing prefix.
+    let (mut low, mut high) = (known_good.map_or(0, |g| g + 1), failing);
+    while low < high {
+        let mid = (low + high) / 2;
+        if from_init(ends[mid].0) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    let (end, last) = ends[high];
+    let prefix = Window {
+        members: prefix_window(ops, end),
+        from_any_state: false,
+        last,
+    };
     let Some(states) = model.all_states() else {
-        return Some((prefix_window(ops, end), false));
+        return Some(prefix);
     };
     let mut cuts: Vec<u64> = ops
         .iter()
-        .filter(|op| op.ret.is_some() && op.call <= ops[blocked].call)
+        .filter(|op| op.ret.is_some() && op.call <= ops[last].call)
         .map(|op| op.call)
         .collect();
     cuts.sort_unstable_by(|a, b| b.cmp(a));
@@ -57,10 +112,14 @@ pub(crate) fn smallest<M: Model>(
             matches!(outcome, Outcome::Invalid(_))
         });
         if fails_everywhere {
-            return Some((members, true));
+            return Some(Window {
+                members,
+                from_any_state: true,
+                last,
+            });
         }
     }
-    Some((prefix_window(ops, end), false))
+    Some(prefix)
 }
 
 /// The window between `cut` and `end`, as indices into `ops` and as a search problem.
