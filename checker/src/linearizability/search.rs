@@ -21,6 +21,7 @@
 //! sets share a hash with probability about 2^-128 per pair, far below any hardware error rate.
 
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -104,7 +105,30 @@ type Used = Box<[(u32, u32)]>;
 /// The memo table: for each (set of linearized required operations, state), the crashed-op
 /// usages already explored from it. A configuration is pruned when an explored one has the same
 /// required set and state and used no more of any class: it had every option this one has.
-type Memo<S> = FxHashMap<(u128, S), Vec<Used>>;
+type Memo<S> = FxHashMap<(u128, S), Explored>;
+
+/// The usages explored from one (required set, state): nearly always exactly one, kept inline
+/// so that the common case allocates nothing.
+#[derive(Debug)]
+struct Explored {
+    first: Used,
+    rest: Vec<Used>,
+}
+
+impl Explored {
+    fn iter(&self) -> impl Iterator<Item = &Used> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    /// Adds `used`, dropping the usages it covers: they had no option it lacks.
+    fn add(&mut self, used: Used) {
+        let mut all: Vec<Used> = std::mem::take(&mut self.rest);
+        all.push(std::mem::take(&mut self.first));
+        all.retain(|old| !used.iter().all(|&(c, n)| count_in(old, c) >= n));
+        self.first = used;
+        self.rest = all;
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
@@ -420,7 +444,7 @@ impl<M: Model> Search<M> {
         budget: &Budget<'_>,
         max_steps: u64,
     ) -> Option<Outcome<M::State>> {
-        let entry_bytes = (std::mem::size_of::<((u128, M::State), Vec<Used>)>() as u64 + 8) * 2;
+        let entry_bytes = (std::mem::size_of::<((u128, M::State), Explored)>() as u64 + 8) * 2;
         let until = run.steps.saturating_add(max_steps);
         loop {
             if run.depth == self.required {
@@ -540,17 +564,28 @@ impl<M: Model> Search<M> {
             };
             for branch in from as usize..successors.len() {
                 let candidate = &successors[branch];
-                let explored = cache.entry((h, candidate.clone())).or_default();
-                if explored.iter().any(|used| self.covers(used, bump)) {
-                    continue;
-                }
-                let used = self.used(bump);
-                // Drop usages this one covers: they had no option this one lacks.
-                explored.retain(|old| !used.iter().all(|&(c, n)| count_in(old, c) >= n));
-                *local_bytes += entry_bytes
-                    + (used.len() * 8) as u64
-                    + model.state_heap_bytes(candidate) as u64;
-                explored.push(used);
+                let used_bytes = match cache.entry((h, candidate.clone())) {
+                    Entry::Vacant(slot) => {
+                        let used = self.used(bump);
+                        let bytes = used.len() * 8;
+                        slot.insert(Explored {
+                            first: used,
+                            rest: Vec::new(),
+                        });
+                        bytes
+                    }
+                    Entry::Occupied(mut slot) => {
+                        if slot.get().iter().any(|used| self.covers(used, bump)) {
+                            continue;
+                        }
+                        let used = self.used(bump);
+                        let bytes = used.len() * 8 + 16;
+                        slot.get_mut().add(used);
+                        bytes
+                    }
+                };
+                *local_bytes +=
+                    entry_bytes + used_bytes as u64 + model.state_heap_bytes(candidate) as u64;
                 return Some((branch as u32, successors.swap_remove(branch)));
             }
             None
