@@ -35,6 +35,9 @@ pub enum Bug {
     /// new leader may not yet know the commit index of the previous term (§8).
     /// Symptom: after a pause (GC, VM migration) or right after an election, the leader
     /// returns a stale value.
+    ///
+    /// The server shell implements its own, wall-clock variant instead of the core's
+    /// tick-counted one (see [`crate::server`]): libfaketime skew and SIGSTOP expose it.
     LeaseRead,
     /// The vote is not persisted: hard state is saved with no vote.
     ///

@@ -240,9 +240,9 @@ impl Kv {
     /// write-write conflicts. Two such transactions that read each other's write set both
     /// commit: write skew.
     ///
-    /// TODO(raftkv server): the server's txn path must call this (after a ReadIndex) when the
-    /// bug is on, propose the returned command, and answer with the reads it returned. The
-    /// simulation drives put/get/cas only.
+    /// The server's txn path calls this when the bug is on, once a ReadIndex confirmed the
+    /// read, then proposes the returned command and answers with the reads it returned
+    /// (`server::node`). The simulation drives put/get/cas only.
     pub fn txn_read_phase(&self, ops: &[MicroOp]) -> (Vec<MicroOp>, Command) {
         let mut local = self.clone();
         let results: Vec<MicroOp> = ops

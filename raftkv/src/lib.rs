@@ -13,6 +13,26 @@
 //! - [`kv`]: the deterministic key-value state machine (get, put, cas, delete, transactions).
 //! - [`bug`]: switches that break the store on purpose, each naming the rule it breaks.
 //! - [`sim`]: a deterministic simulation of a cluster on virtual time, driven by one seed.
+//! - [`server`]: the tokio shell that makes a node a process: an event loop per node that
+//!   owns the core and storage, a TCP peer transport (outgoing links bound to the node's own
+//!   address), and a small HTTP/1.1 + JSON client API. The `raftkv` binary wraps
+//!   [`server::Server`]; see `raftkv --help`.
+//!
+//! # The server
+//! ```text
+//! raftkv --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
+//!        --listen-client 127.0.0.1:8001 --data-dir /var/lib/raftkv [--bug NAME[,NAME]]
+//! curl -X PUT -d '3' localhost:8001/kv/x                      # {"ok":true,"index":2}
+//! curl localhost:8001/kv/x                                    # {"ok":true,"value":3}
+//! curl -X POST -d '{"expected":3,"new":4}' localhost:8001/kv/x/cas
+//! curl -X DELETE localhost:8001/kv/x
+//! curl -X POST -d '[["r","x",null],["append","l",1]]' localhost:8001/txn
+//! curl localhost:8001/status       # {"id","term","leader","role","commit","applied",...}
+//! ```
+//! `GET /kv/{key}` is linearizable (ReadIndex); `?stale=true` reads the node's local state.
+//! Followers forward requests to the leader. Every error body carries `definite`: `true` when
+//! the request certainly had no effect (503 not-leader, 409 compare-failed, 400), `false` when
+//! it may have (504 timeout, 500 leadership-lost). The [`server`] module documents the rest.
 //!
 //! # Example
 //! A one-node cluster elects itself and commits a proposal:
@@ -52,6 +72,7 @@
 pub mod bug;
 pub mod kv;
 pub mod raft;
+pub mod server;
 pub mod sim;
 pub mod storage;
 
@@ -74,4 +95,7 @@ pub enum Error {
     /// Stored or received bytes that do not decode (past what recovery may truncate).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A server configuration that cannot work (flags that contradict each other).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
 }
