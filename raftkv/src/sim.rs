@@ -16,6 +16,10 @@
 //! outcomes — `ok` happened, `fail` certainly did not, `info` unknown (a timeout) — so the
 //! history can also be handed to a linearizability checker: see [`SimReport::history`].
 
+/// The error of a cas whose comparison ran and did not match: definitely not applied, and an
+/// observation that the key held another value (faultline's history convention).
+pub const COMPARE_FAILED: &str = "compare-failed";
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
@@ -815,7 +819,7 @@ impl Sim {
                 );
                 match outcome {
                     Outcome::Cas { swapped: false, .. } => {
-                        self.complete(op, EventType::Fail, None, Some("cas-mismatch".into()))
+                        self.complete(op, EventType::Fail, None, Some(COMPARE_FAILED.into()))
                     }
                     _ => self.complete(op, EventType::Ok, None, None),
                 }
