@@ -95,6 +95,9 @@ pub struct OpSummary {
     pub invoke_time: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<u64>,
+    /// The completion's error, if any (`compare-failed` for a cas that did not match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
     /// In a failing window: the operation may or may not have taken effect inside it (it
     /// straddles the window's start, completes after its end, or crashed).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -115,6 +118,7 @@ impl OpSummary {
             result: completion.map(|c| c.value.clone()),
             invoke_time: invoke.time,
             complete_time: completion.and_then(|c| c.time),
+            error: completion.and_then(|c| c.error.clone()),
             optional: false,
         }
     }
@@ -134,14 +138,19 @@ impl OpSummary {
         } else {
             format!(" {}", self.value)
         };
+        let outcome = match (&self.error, self.outcome.as_str()) {
+            (Some(Value::String(e)), "fail" | "info") => format!("{}: {e}", self.outcome),
+            (Some(e), "fail" | "info") => format!("{}: {e}", self.outcome),
+            _ => self.outcome.clone(),
+        };
         let optional = if self.optional {
             ", may or may not apply here"
         } else {
             ""
         };
         format!(
-            "index {span:<13} process {:<4} {}{value}{result}  ({}{optional})",
-            self.process, self.f, self.outcome
+            "index {span:<13} process {:<4} {}{value}{result}  ({outcome}{optional})",
+            self.process, self.f
         )
     }
 }
@@ -217,16 +226,36 @@ impl Failure {
             } else {
                 "from the initial state"
             };
+            // Crashed operations invoked before the window's first required operation may take
+            // effect in it too; they are counted rather than listed.
+            let start = self
+                .window
+                .iter()
+                .filter(|op| !op.optional)
+                .map(|op| op.index)
+                .min()
+                .unwrap_or(0);
+            let (earlier, shown): (Vec<&OpSummary>, Vec<&OpSummary>) =
+                self.window.iter().partition(|op| {
+                    op.optional && op.index < start && op.completion_index.is_none_or(|c| c < start)
+                });
             let _ = writeln!(
                 out,
                 "smallest failing window ({} operations, not linearizable {from}):",
                 self.window.len()
             );
-            for op in self.window.iter().take(WINDOW_LINES) {
+            for op in shown.iter().take(WINDOW_LINES) {
                 let _ = writeln!(out, "  {}", op.line());
             }
-            if self.window.len() > WINDOW_LINES {
-                let _ = writeln!(out, "  ... and {} more", self.window.len() - WINDOW_LINES);
+            if shown.len() > WINDOW_LINES {
+                let _ = writeln!(out, "  ... and {} more", shown.len() - WINDOW_LINES);
+            }
+            if !earlier.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  plus {} crashed operations invoked earlier, which may take effect in it",
+                    earlier.len()
+                );
             }
         }
         out
@@ -443,7 +472,17 @@ struct Job<'h, M: Model> {
     search: Search<M>,
     run: Option<Run<M::State>>,
     explain: bool,
+    /// The stuck operation around which a local failing window was last looked for.
+    locally_checked: Option<usize>,
 }
+
+/// Search steps per operation after which a key's search is deemed hard, and the checker
+/// looks for a local failing window around where the search is stuck.
+const HARD_STEPS_PER_OP: u64 = 32;
+const HARD_STEPS_MIN: u64 = 1 << 16;
+/// Cuts and time the local window check may spend each time.
+const LOCAL_WINDOW_CUTS: usize = 64;
+const LOCAL_WINDOW_TIME: Duration = Duration::from_millis(500);
 
 fn new_jobs<'h>(
     history: &'h History,
@@ -559,11 +598,17 @@ where
             search,
             run,
             explain,
+            locally_checked: None,
         }
     }
 
     /// Builds the evidence for a key whose search failed.
-    fn failure(&mut self, stuck: Stuck<M::State>, budget: &Budget<'_>) -> Failure {
+    fn failure(
+        &mut self,
+        stuck: Stuck<M::State>,
+        budget: &Budget<'_>,
+        local: Option<window::Window>,
+    ) -> Failure {
         let (history, ops) = (self.history, &self.ops);
         let summary = |op: usize| OpSummary::of(history, &pair_of(&ops[op]));
         let mut failure = Failure {
@@ -590,8 +635,14 @@ where
             let tail = prefix.len().saturating_sub(PREFIX_TAIL);
             failure.prefix_tail = prefix[tail..].iter().map(|&op| summary(op)).collect();
         }
-        if let Some(blocked) = stuck.blocked {
-            if let Some(window) = window::smallest(&self.model, ops, blocked, budget) {
+        let window = match local {
+            Some(window) => Some(window),
+            None => stuck
+                .blocked
+                .and_then(|b| window::smallest(&self.model, ops, b, budget)),
+        };
+        {
+            if let Some(window) = window {
                 failure.op = Some(summary(window.last));
                 failure.window = window
                     .members
@@ -623,6 +674,42 @@ where
             .search
             .resume(&self.model, &self.ops, &mut run, budget, steps)
         else {
+            // A long search on an invalid history can wander through every alternative of
+            // everything before the violation; a violation is usually local, so look for a
+            // window around where the search is stuck that fails whatever the state before it.
+            let hard = HARD_STEPS_MIN + HARD_STEPS_PER_OP * self.ops.len() as u64;
+            let blocked = run
+                .stuck()
+                .blocked
+                .filter(|&b| Some(b) != self.locally_checked);
+            if let Some(last) = blocked.filter(|_| run.steps() > hard) {
+                self.locally_checked = Some(last);
+                if std::env::var_os("FAULTLINE_DEBUG_SEARCH").is_some() {
+                    let b = last;
+                    eprintln!(
+                        "local window check at step {} around op {} (invoke index {}), depth {}",
+                        run.steps(),
+                        b,
+                        self.history.ops[self.ops[b].invoke].index,
+                        run.stuck().depth
+                    );
+                }
+                let deadline = Instant::now() + LOCAL_WINDOW_TIME;
+                let found = window::local(
+                    &self.model,
+                    &self.ops,
+                    last,
+                    budget,
+                    LOCAL_WINDOW_CUTS,
+                    deadline,
+                );
+                if let Some(window) = found {
+                    let stuck = run.stuck().clone();
+                    self.search.finish(run, budget);
+                    let failure = self.failure(stuck, budget, Some(window));
+                    return Some(KeyVerdict::Invalid(Box::new(failure)));
+                }
+            }
             self.run = Some(run);
             return None;
         };
@@ -630,7 +717,9 @@ where
         Some(match outcome {
             Outcome::Valid => KeyVerdict::Valid,
             Outcome::Unknown(reason) => KeyVerdict::Unknown(self.key.clone(), reason),
-            Outcome::Invalid(stuck) => KeyVerdict::Invalid(Box::new(self.failure(stuck, budget))),
+            Outcome::Invalid(stuck) => {
+                KeyVerdict::Invalid(Box::new(self.failure(stuck, budget, None)))
+            }
         })
     }
 }

@@ -163,6 +163,16 @@ pub(crate) struct Run<S> {
 }
 
 impl<S: Clone> Run<S> {
+    /// Where the search has got furthest so far.
+    pub fn stuck(&self) -> &Stuck<S> {
+        &self.stuck
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
     fn new(init: S, first_entry: u32) -> Run<S> {
         Run {
             stuck: Stuck {
@@ -203,6 +213,8 @@ pub(crate) struct Search<M: Model> {
     classes: Vec<Vec<u32>>,
     class_of: Vec<u32>,
     class_next: Vec<u32>,
+    /// Whether optional operations may be used any number of times (see [`Search::relaxed`]).
+    reusable_optional: bool,
     /// Classes with at least one member linearized, in the order they were first used (a
     /// stack, since linearization and backtracking are last in, first out).
     used_classes: Vec<u32>,
@@ -225,6 +237,17 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 impl<M: Model> Search<M> {
+    /// A search in which each optional operation, once invoked, may take effect any number of
+    /// times. It accepts every history the exact search accepts and more, so when it finds no
+    /// linearization there is none: a sound and much cheaper way to prove a violation, since
+    /// how many crashed operations of each kind were used no longer distinguishes
+    /// configurations.
+    pub fn relaxed(ops: &[SearchOp<M::Op>]) -> Self {
+        let mut search = Search::new(ops);
+        search.reusable_optional = true;
+        search
+    }
+
     pub fn new(ops: &[SearchOp<M::Op>]) -> Self {
         assert!(
             ops.len() < (u32::MAX / 2) as usize,
@@ -268,6 +291,7 @@ impl<M: Model> Search<M> {
             ret_entry: vec![NIL; ops.len()],
             class_next: vec![0; classes.len()],
             used_classes: Vec::new(),
+            reusable_optional: false,
             classes,
             class_of,
             zobrist: (0..ops.len() as u64)
@@ -321,6 +345,9 @@ impl<M: Model> Search<M> {
 
     fn lift(&mut self, op: u32) {
         let class = self.class_of[op as usize];
+        if class != u32::MAX && self.reusable_optional {
+            return;
+        }
         if class == u32::MAX {
             self.unlink(self.call_entry[op as usize]);
             self.unlink(self.ret_entry[op as usize]);
@@ -338,6 +365,9 @@ impl<M: Model> Search<M> {
 
     fn unlift(&mut self, op: u32) {
         let class = self.class_of[op as usize];
+        if class != u32::MAX && self.reusable_optional {
+            return;
+        }
         if class == u32::MAX {
             self.relink(self.ret_entry[op as usize]);
             self.relink(self.call_entry[op as usize]);
@@ -368,6 +398,9 @@ impl<M: Model> Search<M> {
 
     /// The current usage (plus `bump`) as `(class, used)` pairs.
     fn used(&self, bump: Option<u32>) -> Used {
+        if self.reusable_optional {
+            return Used::default();
+        }
         let mut used: Vec<(u32, u32)> = self
             .used_classes
             .iter()

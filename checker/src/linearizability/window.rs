@@ -13,6 +13,11 @@
 //! completed before t, so the linearization's suffix after the last of those is a
 //! linearization of the window from the state at that point. The search moves t back from F's
 //! invocation until the window fails, so the window it reports is the shortest such stretch.
+//!
+//! Windows are searched relaxed ([`Search::relaxed`]): a crashed operation may take effect any
+//! number of times. That only makes a window easier to linearize, so a window that still fails
+//! proves the violation, and the search no longer tells apart how many crashed operations of
+//! each kind it used, which is what makes long histories with many crashed operations slow.
 
 use std::time::{Duration, Instant};
 
@@ -48,8 +53,21 @@ pub(crate) fn smallest<M: Model>(
     budget: &Budget<'_>,
 ) -> Option<Window> {
     let started = Instant::now();
+    // A window around the operation the search got stuck on is the common, cheap case.
+    if let Some(window) = local(
+        model,
+        ops,
+        blocked,
+        budget,
+        MAX_CUTS,
+        started + MAX_WINDOW_TIME / 2,
+    ) {
+        return Some(window);
+    }
     let from_init = |end: u64| {
         let (_, window) = window_at(ops, 0, end);
+        // Exact here: the relaxed search could accept every prefix of a history whose violation
+        // needs a crashed operation to take effect at most once.
         let (outcome, _) = Search::new(&window).run(model, &window, model.init(), budget, None);
         matches!(outcome, Outcome::Invalid(_))
     };
@@ -91,9 +109,24 @@ pub(crate) fn smallest<M: Model>(
         from_any_state: false,
         last,
     };
-    let Some(states) = model.all_states() else {
-        return Some(prefix);
-    };
+    let deadline = started + MAX_WINDOW_TIME;
+    Some(local(model, ops, last, budget, MAX_CUTS, deadline).unwrap_or(prefix))
+}
+
+/// Looks for a window ending at `last`'s completion that fails from every state: the cut moves
+/// back from `last`'s invocation one invocation at a time, at most `max_cuts` times and until
+/// `deadline`. Cheap when the violation is local (a stale read, a read of a value never
+/// written), which is why the checker also runs it while a long search is still going.
+pub(crate) fn local<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    last: usize,
+    budget: &Budget<'_>,
+    max_cuts: usize,
+    deadline: Instant,
+) -> Option<Window> {
+    let end = ops[last].ret?;
+    let states = model.all_states()?;
     let mut cuts: Vec<u64> = ops
         .iter()
         .filter(|op| op.ret.is_some() && op.call <= ops[last].call)
@@ -101,12 +134,12 @@ pub(crate) fn smallest<M: Model>(
         .collect();
     cuts.sort_unstable_by(|a, b| b.cmp(a));
     cuts.dedup();
-    for &cut in cuts.iter().take(MAX_CUTS) {
-        if started.elapsed() > MAX_WINDOW_TIME {
+    for &cut in cuts.iter().take(max_cuts) {
+        if Instant::now() > deadline {
             break;
         }
         let (members, window) = window_at(ops, cut, end);
-        let mut search = Search::new(&window);
+        let mut search = Search::relaxed(&window);
         let fails_everywhere = states.iter().all(|state| {
             let (outcome, _) = search.run(model, &window, state.clone(), budget, None);
             matches!(outcome, Outcome::Invalid(_))
@@ -119,7 +152,7 @@ pub(crate) fn smallest<M: Model>(
             });
         }
     }
-    Some(prefix)
+    None
 }
 
 /// The window between `cut` and `end`, as indices into `ops` and as a search problem.
