@@ -28,7 +28,7 @@ use super::api::{ApiResponse, ClientRequest};
 use super::transport::{PeerFrame, PeerLink};
 use crate::bug::{Bug, Bugs};
 use crate::kv::{Command, Kv, MicroOp, Outcome, Request};
-use crate::raft::{Entry, EntryKind, MessageBody, NodeId, RawNode, Ready, Role};
+use crate::raft::{Entry, EntryKind, Message, MessageBody, NodeId, RawNode, Ready, Role};
 use crate::storage::{persist_ready, FileStorage, Storage};
 use crate::Error;
 
@@ -100,6 +100,71 @@ struct Forwarded {
     responder: Responder,
     deadline: Instant,
     read_only: bool,
+}
+
+/// Marks the AppendEntries of a Ready that a later one in the same Ready makes redundant.
+///
+/// The core emits an AppendEntries per peer on every proposal, read round, commit and
+/// acknowledgement, each carrying every entry the peer has not acknowledged yet (up to the
+/// per-message cap); a batch of `k` client requests thus yields `k` messages per peer whose
+/// entries overlap, `O(k^2)` entries to encode, send and decode. A later message in the same
+/// term with the same `prev_log_index`/`prev_log_term` carries the earlier one's entries
+/// (a leader only appends within its term) plus more, a commit index and a heartbeat
+/// sequence number at least as high: a follower that gets only the later one acknowledges
+/// everything the earlier one would have made it acknowledge. Leaving the earlier one out is
+/// a dropped message, which Raft tolerates anyway; this only removes the redundancy.
+fn superseded_appends(messages: &[Message]) -> Vec<bool> {
+    let mut superseded = vec![false; messages.len()];
+    // The AppendEntries kept so far, walking from the last message back.
+    let mut kept: Vec<&Message> = Vec::new();
+    for (i, msg) in messages.iter().enumerate().rev() {
+        if !matches!(msg.body, MessageBody::AppendEntries { .. }) {
+            continue;
+        }
+        if kept.iter().any(|later| append_covers(later, msg)) {
+            superseded[i] = true;
+        } else {
+            kept.push(msg);
+        }
+    }
+    superseded
+}
+
+/// Whether AppendEntries `later` carries everything AppendEntries `earlier` does.
+fn append_covers(later: &Message, earlier: &Message) -> bool {
+    let (
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            heartbeat_seq,
+        },
+        MessageBody::AppendEntries {
+            prev_log_index: earlier_prev_index,
+            prev_log_term: earlier_prev_term,
+            entries: earlier_entries,
+            leader_commit: earlier_commit,
+            heartbeat_seq: earlier_seq,
+        },
+    ) = (&later.body, &earlier.body)
+    else {
+        return false;
+    };
+    let same_start = later.from == earlier.from
+        && later.to == earlier.to
+        && later.term == earlier.term
+        && prev_log_index == earlier_prev_index
+        && prev_log_term == earlier_prev_term;
+    // Same start, so position `n - 1` holds the same index; the same term there means the
+    // same entries up to it (the Log Matching Property).
+    let extends = match earlier_entries.last() {
+        None => true,
+        Some(last) => entries
+            .get(earlier_entries.len() - 1)
+            .is_some_and(|e| e.index == last.index && e.term == last.term),
+    };
+    same_start && extends && leader_commit >= earlier_commit && heartbeat_seq >= earlier_seq
 }
 
 /// The event loop's settings.
@@ -538,7 +603,11 @@ impl NodeLoop {
         // 1. Persist (fsync inside, unless the no-fsync bug is on).
         persist_ready(&mut self.storage, ready)?;
         // 2. Send: only now may the messages acknowledge what step 1 stored.
-        for msg in &ready.messages {
+        let superseded = superseded_appends(&ready.messages);
+        for (msg, superseded) in ready.messages.iter().zip(superseded) {
+            if superseded {
+                continue;
+            }
             if let Some(link) = self.peers.get(&msg.to) {
                 // A full queue drops the message: Raft tolerates loss and resends.
                 link.send(PeerFrame::Raft(msg.clone()));
@@ -707,5 +776,72 @@ impl NodeLoop {
             );
         }
         self.observed = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            kind: EntryKind::Noop,
+        }
+    }
+
+    fn append(to: NodeId, term: u64, prev: u64, last: u64, commit: u64, seq: u64) -> Message {
+        Message {
+            from: 1,
+            to,
+            term,
+            body: MessageBody::AppendEntries {
+                prev_log_index: prev,
+                prev_log_term: term,
+                entries: (prev + 1..=last).map(|i| entry(i, term)).collect(),
+                leader_commit: commit,
+                heartbeat_seq: seq,
+            },
+        }
+    }
+
+    #[test]
+    fn a_later_append_with_more_entries_supersedes_earlier_ones_to_the_same_peer() {
+        let messages = vec![
+            append(2, 3, 10, 11, 10, 5),
+            append(3, 3, 10, 11, 10, 5),
+            append(2, 3, 10, 12, 10, 6),
+            append(2, 3, 10, 13, 11, 7),
+            append(3, 3, 10, 12, 10, 6),
+        ];
+        assert_eq!(
+            superseded_appends(&messages),
+            vec![true, true, true, false, false]
+        );
+    }
+
+    #[test]
+    fn appends_that_differ_in_start_term_or_progress_are_all_sent() {
+        let other_term = append(2, 4, 10, 11, 10, 1);
+        let other_start = append(2, 3, 9, 13, 11, 9);
+        let lower_commit = append(2, 3, 10, 14, 9, 9);
+        let lower_seq = append(2, 3, 10, 14, 12, 1);
+        for later in [other_term, other_start, lower_commit, lower_seq] {
+            let messages = vec![append(2, 3, 10, 11, 10, 5), later];
+            assert_eq!(superseded_appends(&messages), vec![false, false]);
+        }
+        // Fewer entries than the earlier one: not covered.
+        let messages = vec![append(2, 3, 10, 13, 10, 5), append(2, 3, 10, 12, 10, 6)];
+        assert_eq!(superseded_appends(&messages), vec![false, false]);
+        // Other messages are never left out.
+        let vote = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::RequestVoteResponse { granted: true },
+        };
+        let messages = vec![vote.clone(), vote];
+        assert_eq!(superseded_appends(&messages), vec![false, false]);
     }
 }
