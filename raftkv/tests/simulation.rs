@@ -55,24 +55,24 @@ fn first_exposing_seed(
 
 #[test]
 fn safety_properties_hold_and_healed_cluster_commits_3_nodes() {
-    sweep(SimConfig::new, 3, 120);
+    sweep(SimConfig::new, 3, 1000);
 }
 
 #[test]
 fn safety_properties_hold_and_healed_cluster_commits_5_nodes() {
-    sweep(SimConfig::new, 5, 40);
+    sweep(SimConfig::new, 5, 200);
 }
 
 #[test]
 fn leader_completeness_holds_under_leader_churn() {
-    sweep(SimConfig::leader_churn, 3, 60);
-    sweep(SimConfig::leader_churn, 5, 30);
+    sweep(SimConfig::leader_churn, 3, 300);
+    sweep(SimConfig::leader_churn, 5, 150);
 }
 
 #[test]
 fn election_safety_holds_on_a_slow_network_with_crash_restarts() {
-    sweep(SimConfig::slow_network_with_crashes, 3, 60);
-    sweep(SimConfig::slow_network_with_crashes, 5, 30);
+    sweep(SimConfig::slow_network_with_crashes, 3, 300);
+    sweep(SimConfig::slow_network_with_crashes, 5, 150);
 }
 
 #[test]
