@@ -27,6 +27,18 @@ pub trait Storage {
     /// `entries[0].index`.
     fn append(&mut self, entries: &[Entry]) -> Result<(), Error>;
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), Error>;
+    /// Stores a Ready's entries and then its hard state. Implementations may do it with one
+    /// write and one fsync, as long as both are durable when it returns (a change of only the
+    /// commit index need not be: it is volatile state).
+    fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error> {
+        if !entries.is_empty() {
+            self.append(entries)?;
+        }
+        if let Some(hard_state) = hard_state {
+            self.save_hard_state(hard_state)?;
+        }
+        Ok(())
+    }
     /// Replaces the whole log with `snapshot` (a snapshot received from the leader).
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Error>;
     /// Drops entries up to `snapshot.index`, keeping later ones (local log compaction).
@@ -41,13 +53,7 @@ pub fn persist_ready(storage: &mut dyn Storage, ready: &Ready) -> Result<(), Err
     if let Some(snapshot) = &ready.snapshot {
         storage.install_snapshot(snapshot)?;
     }
-    if !ready.entries.is_empty() {
-        storage.append(&ready.entries)?;
-    }
-    if let Some(hard_state) = &ready.hard_state {
-        storage.save_hard_state(hard_state)?;
-    }
-    Ok(())
+    storage.persist(&ready.entries, ready.hard_state.as_ref())
 }
 
 /// The log as storage holds it; both implementations replay their writes into one.

@@ -42,6 +42,9 @@ pub struct FileStorage {
     /// False only under the no-fsync bug: writes are acknowledged before they are durable.
     fsync: bool,
     state: LogState,
+    /// The term and vote last made durable: only changing those needs an fsync of the hard
+    /// state, since the commit index is volatile state (Raft paper, Figure 2).
+    durable_term_vote: (u64, Option<u64>),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -160,7 +163,9 @@ impl FileStorage {
         }
         state.hard_state = replayed.hard_state;
         state.entries = entries_after_snapshot(&state.snapshot, replayed.entries);
+        let durable_term_vote = (state.hard_state.term, state.hard_state.vote);
         Ok(FileStorage {
+            durable_term_vote,
             dir: dir.to_path_buf(),
             wal,
             fsync,
@@ -258,6 +263,40 @@ fn entries_after_snapshot(snapshot: &Snapshot, entries: Vec<Entry>) -> Vec<Entry
 }
 
 impl Storage for FileStorage {
+    /// Entries and hard state in one write and at most one fsync; none when only the commit
+    /// index moved (a node that restarts with an older commit index learns the newer one from
+    /// the leader, and every entry it had applied is committed on a majority).
+    fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        let mut needs_sync = false;
+        if !entries.is_empty() {
+            self.state.append(entries);
+            let record = WalRecord::Entries(entries.to_vec());
+            bytes.extend(frame(
+                &serde_json::to_vec(&record).expect("wal records always serialize"),
+            ));
+            needs_sync = true;
+        }
+        if let Some(hard_state) = hard_state {
+            self.state.hard_state = *hard_state;
+            let record = WalRecord::HardState(*hard_state);
+            bytes.extend(frame(
+                &serde_json::to_vec(&record).expect("wal records always serialize"),
+            ));
+            needs_sync |= (hard_state.term, hard_state.vote) != self.durable_term_vote;
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("wal");
+        self.wal.write_all(&bytes).map_err(io_error(&path))?;
+        if self.fsync && needs_sync {
+            self.wal.sync_data().map_err(io_error(&path))?;
+            self.durable_term_vote = (self.state.hard_state.term, self.state.hard_state.vote);
+        }
+        Ok(())
+    }
+
     fn append(&mut self, entries: &[Entry]) -> Result<(), Error> {
         self.state.append(entries);
         self.append_record(&WalRecord::Entries(entries.to_vec()))
@@ -344,6 +383,27 @@ mod tests {
         );
         let terms: Vec<u64> = recovered.entries.iter().map(|e| e.term).collect();
         assert_eq!(terms, vec![1, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn persist_writes_entries_and_hard_state_together_and_commit_only_changes_recover() {
+        let dir = TempDir::new();
+        let mut storage = FileStorage::open(&dir.0, true).unwrap();
+        let voted = HardState {
+            term: 3,
+            vote: Some(2),
+            commit: 0,
+        };
+        storage.persist(&entries(1, 3, 3), Some(&voted)).unwrap();
+        assert_eq!(storage.durable_term_vote, (3, Some(2)));
+        // Only the commit index moves: written, not fsynced, and still read back after a
+        // clean close.
+        let committed = HardState { commit: 3, ..voted };
+        storage.persist(&[], Some(&committed)).unwrap();
+        drop(storage);
+        let recovered = FileStorage::open(&dir.0, true).unwrap().recover().unwrap();
+        assert_eq!(recovered.hard_state, committed);
+        assert_eq!(recovered.entries.len(), 3);
     }
 
     #[test]
