@@ -25,6 +25,7 @@
 
 pub mod linearizability;
 pub mod models;
+pub mod set;
 mod validity;
 
 pub use models::{ModelKind, ModelOptions};

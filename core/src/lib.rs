@@ -18,12 +18,26 @@
 //! queues and transactions alike, and a history a checker cannot read yields `unknown` with a
 //! reason instead of a panic.
 
+pub mod client;
+pub mod db;
 pub mod edn;
 pub mod error;
+pub mod future;
+pub mod harness_error;
 pub mod history;
 pub mod import;
 pub mod jsonl;
+pub mod nemesis;
+pub mod remote;
+pub mod test;
 
+pub use client::{Client, Completion, Invocation};
+pub use db::{Db, Kill, Node, Pause};
 pub use error::HistoryError;
+pub use future::BoxFuture;
+pub use harness_error::HarnessError;
 pub use history::{History, Op, OpType, Pair, Process};
 pub use import::{read_history_file, Format};
+pub use nemesis::Nemesis;
+pub use remote::Remote;
+pub use test::{Limits, Test};

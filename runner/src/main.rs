@@ -5,6 +5,7 @@
 //! error.
 
 mod check;
+mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Check history files offline (JSON Lines, Jepsen/Knossos/Elle EDN, Porcupine logs).
     Check(check::CheckArgs),
+    /// Run a test: set up a target, record a history under a workload, check it, store it.
+    Test(test::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +50,6 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Test(args) => test::run(args),
     }
 }

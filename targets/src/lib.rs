@@ -1,4 +1,75 @@
 //! The systems under test, one module per target: raftkv, etcd, zookeeper, postgres, memory.
 //!
-//! Each target implements the `Db` seam (set up and tear down a cluster) and a `Client` that
-//! turns workload operations into requests. This crate is filled by the harness issue.
+//! Each target gives a [`faultline_core::Db`] (set up and tear down the system on each node) and
+//! a template [`faultline_core::Client`] that turns a workload's operations into requests. Today
+//! only [`memory`] exists: an in-process linearizable store with switchable bugs, for fast
+//! end-to-end tests of the harness. The others are named so that asking for them says plainly
+//! that they are not available yet.
+//!
+//! ```
+//! use faultline_core::Test;
+//! let test = Test::example("memory", "register", 1);
+//! let target = faultline_targets::build(&test).unwrap();
+//! assert_eq!(target.nodes, vec!["n1".to_string()]);
+//! let test = Test::example("etcd", "register", 1);
+//! let Err(e) = faultline_targets::build(&test) else { panic!("etcd is not built yet") };
+//! assert!(e.to_string().contains("not available yet"));
+//! ```
+//!
+//! Design decision: a target is plain data ([`Target`]: a db, a client template, its nodes)
+//! rather than another trait; the seams it is made of are the traits.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use faultline_core::{Client, Db, Test};
+
+/// Every target name `--target` accepts, available or not.
+pub const NAMES: [&str; 5] = ["raftkv", "etcd", "zookeeper", "postgres", "memory"];
+/// The targets that can run today.
+pub const AVAILABLE: [&str; 1] = ["memory"];
+
+/// A system under test, ready to be set up.
+pub struct Target {
+    pub db: Arc<dyn Db>,
+    /// The template client; each worker opens its own from it.
+    pub client: Arc<dyn Client>,
+    /// The nodes the db runs on.
+    pub nodes: Vec<String>,
+}
+
+/// Why a target cannot be built. Each of these is a bad argument (exit 254).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "target {0:?} is not available yet: only {available} can run today",
+        available = AVAILABLE.join(", ")
+    )]
+    NotAvailable(String),
+    #[error("unknown target {0:?}; known: {known}", known = NAMES.join(", "))]
+    Unknown(String),
+    #[error("target {target} has no bug {bug:?}; its bugs: {known}")]
+    UnknownBug {
+        target: String,
+        bug: String,
+        known: String,
+    },
+    #[error("target {target} cannot run the {workload} workload")]
+    UnsupportedWorkload { target: String, workload: String },
+    #[error("target {target}: option {option}: {why}")]
+    BadOption {
+        target: String,
+        option: String,
+        why: String,
+    },
+}
+
+/// The target `test.target` names, configured from `test.bugs` and `test.target_options`.
+pub fn build(test: &Test) -> Result<Target, TargetError> {
+    match test.target.as_str() {
+        "memory" => memory::target(test),
+        name if NAMES.contains(&name) => Err(TargetError::NotAvailable(name.to_string())),
+        name => Err(TargetError::Unknown(name.to_string())),
+    }
+}

@@ -1,4 +1,123 @@
-//! Workloads: generators of operations and the interpreter that records them as a history.
+//! Workloads: generators of operations, the interpreter that performs them and records the
+//! history, and the checker each workload's history gets.
 //!
-//! The interpreter, not the client, builds each recorded `Op`, so a client cannot write a
-//! malformed history. This crate is filled by the harness issue.
+//! A [`Workload`] is a main generator (endless; the run's time limit and rate are applied
+//! around it by [`plan`]), an optional final generator (final reads, after every main
+//! operation completed), and a checker. The [`interpreter`] runs a generator against a target's
+//! [`faultline_core::Client`] with `test.concurrency` workers and streams every event to
+//! `history.jsonl`.
+//!
+//! ```
+//! use faultline_core::Test;
+//! let test = Test::example("memory", "register", 42);
+//! let workload = faultline_workloads::build(&test).unwrap();
+//! assert_eq!(workload.name, "register");
+//! let _generator = faultline_workloads::plan(&test, workload.generator, workload.final_generator);
+//! ```
+//!
+//! Design decision: the interpreter, not the client, builds each recorded `Op` from the
+//! invocation it sent and the `Completion` it got, so a client cannot write a malformed
+//! history; and the history is written by one thread in the order events reach it, which is
+//! real-time order (see [`interpreter`]).
+
+pub mod clock;
+pub mod generator;
+pub mod interpreter;
+pub mod register;
+pub mod set;
+
+use serde_json::Value;
+
+use faultline_checker::Validity;
+use faultline_core::{HarnessError, History, Test};
+
+use generator::BoxGen;
+
+/// The workloads that can run today.
+pub const NAMES: [&str; 2] = ["register", "set"];
+/// Every workload name `CONTRACTS.md` promises, available or not.
+pub const CONTRACT_NAMES: [&str; 13] = [
+    "register",
+    "set",
+    "list-append",
+    "rw-register",
+    "bank",
+    "lock",
+    "fenced-lock",
+    "election",
+    "log",
+    "unique-ids",
+    "watch",
+    "ephemeral",
+    "queue",
+];
+
+/// Errors of running a workload.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("unknown workload {0:?}; available: register, set")]
+    Unknown(String),
+    #[error("workload {0:?} is not available yet: only register and set can run today")]
+    NotAvailable(String),
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error("writing the history: {0}")]
+    HistoryWrite(std::io::Error),
+    #[error("a worker task failed: {0}")]
+    Worker(String),
+}
+
+/// A workload: what to do, and how to judge the history.
+pub struct Workload {
+    pub name: &'static str,
+    /// Endless operations for the main phase.
+    pub generator: BoxGen,
+    /// Operations after the main phase has completed (final reads).
+    pub final_generator: Option<BoxGen>,
+    pub checker: fn(&Test, &History) -> Checked,
+}
+
+/// A checker's verdict, with its full result as JSON for `results.json`.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub valid: Validity,
+    /// `linearizability`, `set`, ...
+    pub checker: &'static str,
+    pub result: Value,
+    /// Text for a person: empty when valid.
+    pub explanation: String,
+}
+
+impl Checked {
+    pub fn unknown(checker: &'static str, reason: String) -> Checked {
+        Checked {
+            valid: Validity::Unknown,
+            checker,
+            result: serde_json::json!({"valid": "unknown", "reason": reason}),
+            explanation: format!("unknown: {reason}\n"),
+        }
+    }
+}
+
+/// The workload `test.workload` names.
+pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
+    match test.workload.as_str() {
+        "register" => Ok(register::workload()),
+        "set" => Ok(set::workload()),
+        other if CONTRACT_NAMES.contains(&other) => {
+            Err(WorkloadError::NotAvailable(other.to_string()))
+        }
+        other => Err(WorkloadError::Unknown(other.to_string())),
+    }
+}
+
+/// The whole run's generator: the main generator paced by `test.rate_ops_per_sec` and cut at
+/// `test.time_limit_ms`, then the final generator once the main operations have completed.
+pub fn plan(test: &Test, main: BoxGen, final_generator: Option<BoxGen>) -> BoxGen {
+    let paced = match test.rate_ops_per_sec {
+        Some(rate) => generator::rate(rate, main),
+        None => main,
+    };
+    let limited = generator::time_limit(test.time_limit_ms.saturating_mul(1_000_000), paced);
+    generator::with_final(limited, final_generator)
+}

@@ -1,0 +1,122 @@
+//! The db seam: installing, starting and removing the system under test on each node.
+//!
+//! Two required methods, as Jepsen's `DB`: [`Db::setup`] and [`Db::teardown`]. What else a
+//! database can do (be killed and restarted, be paused, have log files) is an optional
+//! capability reached through an accessor, so a nemesis asks `db.as_kill()` and gets `None`
+//! from a target that cannot be killed instead of a method that panics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::future::BoxFuture;
+use crate::harness_error::HarnessError;
+use crate::remote::Remote;
+use crate::test::Test;
+
+/// One node of the test cluster and the remote that reaches it.
+#[derive(Clone)]
+pub struct Node {
+    pub name: String,
+    pub remote: Arc<dyn Remote>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.name).finish()
+    }
+}
+
+/// A system under test, set up and torn down node by node.
+///
+/// # Correctness
+/// - `setup` leaves the node serving (it waits for readiness, with a bound) or returns `Err`.
+///   It is idempotent: a second `setup` on a set-up node succeeds.
+/// - `teardown` removes the node's data and processes. It must succeed on a node where `setup`
+///   never ran or stopped halfway, and when run twice.
+/// - Both are called for every node, concurrently across nodes.
+pub trait Db: Send + Sync {
+    fn setup<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+
+    fn teardown<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+
+    /// The kill / start capability, if this database has it.
+    fn as_kill(&self) -> Option<&dyn Kill> {
+        None
+    }
+
+    /// The pause / resume capability, if this database has it.
+    fn as_pause(&self) -> Option<&dyn Pause> {
+        None
+    }
+
+    /// Files on `node` worth copying into the store after the run (logs, data dirs).
+    fn log_files(&self, _test: &Test, _node: &Node) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// Crash and restart.
+///
+/// # Correctness
+/// `kill` is SIGKILL of the database's processes only (never the remote's), and succeeds when
+/// they are already dead; `start` succeeds when they are already running.
+pub trait Kill: Send + Sync {
+    fn kill<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+    fn start<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+}
+
+/// Pause (SIGSTOP) and resume (SIGCONT).
+///
+/// # Correctness
+/// Both are idempotent; `resume` must be safe on a node that was never paused, because healing
+/// resumes every node on every exit path.
+pub trait Pause: Send + Sync {
+    fn pause<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+    fn resume<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+}
+
+/// A database that is nothing: setup and teardown succeed and do nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopDb;
+
+impl Db for NoopDb {
+    fn setup<'a>(
+        &'a self,
+        _test: &'a Test,
+        _node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        _test: &'a Test,
+        _node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,769 @@
+//! `faultline test`: set up a target, run a workload against it while recording the history,
+//! tear down, check, and store everything under `store/<test-name>/<timestamp>/`.
+//!
+//! The lifecycle of one run (see `docs/ARCHITECTURE.md`):
+//! 1. validate the arguments (a target, workload or nemesis that is not available is a bad
+//!    argument, exit 254), pick the seed and print it first;
+//! 2. create the run directory, write `test.json`, point `store/latest` at the run;
+//! 3. set up the db on every node (bounded), then the nemesis;
+//! 4. run the interpreter: workers stream `history.jsonl`; Ctrl-C stops drawing operations and
+//!    lets in-flight ones finish (bounded by the drain limit);
+//! 5. heal (nemesis teardown) and tear the db down on every node, going on past failures;
+//! 6. read `history.jsonl` back and check it as `faultline check` would; write `results.json`;
+//! 7. print the summary, the verdict and the command that reruns this run with its seed.
+//!
+//! Exit status: 0 valid, 1 invalid, 2 unknown (also a valid run that was interrupted), 254 bad
+//! arguments, 255 a harness failure (after teardown, and after checking what was recorded).
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use faultline_checker::Validity;
+use faultline_core::jsonl::{read_jsonl_file, HistoryWriter};
+use faultline_core::remote::NoopRemote;
+use faultline_core::test::derive_seed;
+use faultline_core::{Limits, Node, Test};
+use faultline_workloads::clock::MonotonicClock;
+use faultline_workloads::interpreter::{Counters, Interpreter, Recorded, Stop};
+use faultline_workloads::Checked;
+
+use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
+
+/// Operations per second when `--rate` is not given.
+pub const DEFAULT_RATE_OPS_PER_SEC: f64 = 1_000.0;
+/// How often the live progress line is redrawn.
+const PROGRESS_INTERVAL_MS: u64 = 250;
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// The system under test: raftkv, etcd, zookeeper, postgres, memory. Only memory is
+    /// available today.
+    #[arg(long, default_value = "raftkv")]
+    target: String,
+
+    /// The workload: register, set.
+    #[arg(long, default_value = "register")]
+    workload: String,
+
+    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Only none is
+    /// available today. Default: partition,pause,kill for raftkv, none for memory.
+    #[arg(long, value_delimiter = ',')]
+    nemesis: Vec<String>,
+
+    /// Seconds of operations (the main phase; final reads come after).
+    #[arg(long, default_value_t = 30.0)]
+    time_limit: f64,
+
+    /// Worker tasks invoking operations at once.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+
+    /// Operations per second across all workers; 0 = as fast as the target answers.
+    #[arg(long, default_value_t = DEFAULT_RATE_OPS_PER_SEC)]
+    rate: f64,
+
+    /// The seed every random choice derives from (random when absent; printed first).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Run the test this many times (run i > 0 uses a seed derived from the first), stopping
+    /// at the first run that is not valid.
+    #[arg(long, default_value_t = 1)]
+    test_count: u32,
+
+    /// Where runs are stored.
+    #[arg(long, default_value = "store")]
+    store: PathBuf,
+
+    /// Deliberate bugs to switch on in the target (comma-separated or repeated). memory:
+    /// stale-read, lost-write.
+    #[arg(long = "bug", value_delimiter = ',')]
+    bugs: Vec<String>,
+
+    /// memory: each operation takes a random time up to this many milliseconds.
+    #[arg(long)]
+    latency_ms: Option<u64>,
+
+    /// An operation running longer than this completes as info (error "timeout").
+    #[arg(long, default_value_t = Limits::default().op_timeout_ms)]
+    op_timeout_ms: u64,
+}
+
+/// What one run ended with.
+struct Outcome {
+    exit: u8,
+    validity: Option<Validity>,
+}
+
+pub fn run(args: TestArgs) -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let mut args = args;
+    if let Err(e) = validate(&mut args) {
+        eprintln!("faultline test: {e:#}");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    // The seed first, before anything can fail, so every run can be reproduced.
+    eprintln!("faultline test: seed {seed}");
+    install_log();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("faultline-test")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("faultline test: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let stop_slot: Arc<Mutex<Option<Stop>>> = Arc::default();
+    runtime.spawn(watch_ctrl_c(interrupted.clone(), stop_slot.clone()));
+    let mut exit = 0;
+    for run_index in 0..args.test_count {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let run_seed = if run_index == 0 {
+            seed
+        } else {
+            derive_seed(seed, &format!("run-{run_index}"))
+        };
+        if args.test_count > 1 {
+            println!(
+                "run {} of {} (seed {run_seed})",
+                run_index + 1,
+                args.test_count
+            );
+        }
+        let outcome = match run_one(&runtime, &args, run_seed, &argv, &interrupted, &stop_slot) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                eprintln!("faultline test: {e:#}");
+                tracing::error!("{e:#}");
+                Outcome {
+                    exit: EXIT_INTERNAL,
+                    validity: None,
+                }
+            }
+        };
+        exit = outcome.exit;
+        if outcome.validity != Some(Validity::Valid) || exit != 0 {
+            break;
+        }
+    }
+    // Workers that were abandoned must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    ExitCode::from(exit)
+}
+
+/// Checks arguments that clap cannot, and fills in target-dependent defaults.
+fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        bail!("--time-limit must be a positive number of seconds");
+    }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a non-negative number (0 = unlimited)");
+    }
+    let max = Limits::default().max_concurrency;
+    if args.concurrency == 0 || args.concurrency > max {
+        bail!("--concurrency must be between 1 and {max}");
+    }
+    if args.test_count == 0 {
+        bail!("--test-count must be at least 1");
+    }
+    if args.op_timeout_ms == 0 {
+        bail!("--op-timeout-ms must be positive");
+    }
+    args.bugs.retain(|b| !b.trim().is_empty());
+    if args.nemesis.is_empty() {
+        args.nemesis = match args.target.as_str() {
+            "memory" => vec!["none".into()],
+            _ => vec!["partition".into(), "pause".into(), "kill".into()],
+        };
+    }
+    // Build everything once now, so a bad name is a bad argument before any directory exists.
+    let test = test_config(args, 0, "", &[]);
+    faultline_workloads::build(&test)?;
+    match faultline_targets::build(&test) {
+        Ok(_) => {}
+        Err(e @ faultline_targets::TargetError::NotAvailable(_)) => {
+            bail!("{e} (try --target memory)")
+        }
+        Err(e) => bail!("{e}"),
+    }
+    faultline_nemesis::build(&test.nemesis)?;
+    if args.latency_ms.is_some() && args.target != "memory" {
+        bail!("--latency-ms applies only to --target memory");
+    }
+    Ok(())
+}
+
+/// The test configuration for one run.
+fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) -> Test {
+    let mut name = format!("{}-{}", args.target, args.workload);
+    for bug in &args.bugs {
+        name.push('-');
+        name.push_str(bug);
+    }
+    let mut target_options = BTreeMap::new();
+    if let Some(latency) = args.latency_ms {
+        target_options.insert("latency_ms".to_string(), json!(latency));
+    }
+    let limits = Limits {
+        op_timeout_ms: args.op_timeout_ms,
+        // In-flight operations end within the op timeout; allow a margin for closing clients.
+        drain_timeout_ms: args.op_timeout_ms + 5_000,
+        ..Limits::default()
+    };
+    Test {
+        name,
+        target: args.target.clone(),
+        workload: args.workload.clone(),
+        nemesis: args.nemesis.clone(),
+        nodes: Vec::new(),
+        time_limit_ms: (args.time_limit * 1e3).round() as u64,
+        concurrency: args.concurrency,
+        rate_ops_per_sec: (args.rate > 0.0).then_some(args.rate),
+        seed,
+        bugs: args.bugs.clone(),
+        target_options,
+        limits,
+        start_time: start_time.to_string(),
+        argv: argv.to_vec(),
+    }
+}
+
+/// The command that reruns this run.
+fn rerun_command(args: &TestArgs, seed: u64) -> String {
+    let mut cmd = format!(
+        "faultline test --target {} --workload {} --nemesis {} --time-limit {} --concurrency {} \
+         --rate {}",
+        args.target,
+        args.workload,
+        args.nemesis.join(","),
+        args.time_limit,
+        args.concurrency,
+        args.rate
+    );
+    if !args.bugs.is_empty() {
+        cmd.push_str(&format!(" --bug {}", args.bugs.join(",")));
+    }
+    if let Some(latency) = args.latency_ms {
+        cmd.push_str(&format!(" --latency-ms {latency}"));
+    }
+    if args.op_timeout_ms != Limits::default().op_timeout_ms {
+        cmd.push_str(&format!(" --op-timeout-ms {}", args.op_timeout_ms));
+    }
+    if args.store != Path::new("store") {
+        cmd.push_str(&format!(" --store {}", args.store.display()));
+    }
+    cmd.push_str(&format!(" --seed {seed}"));
+    cmd
+}
+
+fn run_one(
+    runtime: &tokio::runtime::Runtime,
+    args: &TestArgs,
+    seed: u64,
+    argv: &[String],
+    interrupted: &Arc<AtomicBool>,
+    stop_slot: &Arc<Mutex<Option<Stop>>>,
+) -> anyhow::Result<Outcome> {
+    let start_time = utc_timestamp(SystemTime::now());
+    let mut test = test_config(args, seed, &start_time, argv);
+    let target = faultline_targets::build(&test)?;
+    test.nodes = target.nodes.clone();
+    let workload = faultline_workloads::build(&test)?;
+    let mut nemesis = faultline_nemesis::build(&test.nemesis)?;
+
+    let dir = create_run_dir(&args.store, &test.name, &start_time)?;
+    set_log_file(Some(
+        File::create(dir.join("faultline.log")).context("creating faultline.log")?,
+    ));
+    tracing::info!("seed {seed}");
+    tracing::info!("run directory {}", dir.display());
+    std::fs::write(
+        dir.join("test.json"),
+        serde_json::to_string_pretty(&test).expect("a test serializes") + "\n",
+    )
+    .context("writing test.json")?;
+    update_latest(&args.store, &dir).context("updating store/latest")?;
+    println!(
+        "{}: {} workers, {} s, {}, seed {seed}",
+        test.name,
+        test.concurrency,
+        args.time_limit,
+        match test.rate_ops_per_sec {
+            Some(rate) => format!("{rate} ops/s"),
+            None => "no rate limit".to_string(),
+        }
+    );
+    println!("store: {}", dir.display());
+
+    let history_path = dir.join("history.jsonl");
+    let history = HistoryWriter::create(&history_path).context("creating history.jsonl")?;
+    let test = Arc::new(test);
+    let nodes: Vec<Node> = test
+        .nodes
+        .iter()
+        .map(|name| Node {
+            name: name.clone(),
+            // The memory target is in-process: nothing is run on its node.
+            remote: Arc::new(NoopRemote::new(name)),
+        })
+        .collect();
+    let counters = Arc::new(Counters::default());
+    let stop = Stop::default();
+    *stop_slot.lock().expect("stop slot") = Some(stop.clone());
+    if interrupted.load(Ordering::SeqCst) {
+        stop.stop();
+    }
+
+    let lifecycle = async {
+        let mut first_error: Option<String> = None;
+        let setup_limit = Duration::from_millis(test.limits.setup_timeout_ms);
+        // Setup: every node, concurrently, each bounded.
+        tracing::info!("setting up {} on {}", test.target, test.nodes.join(", "));
+        let setups = nodes.iter().map(|node| {
+            let db = target.db.clone();
+            let test = test.clone();
+            async move {
+                match tokio::time::timeout(setup_limit, db.setup(&test, node)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "setup on {} took longer than {setup_limit:?}",
+                        node.name
+                    )),
+                }
+            }
+        });
+        for result in join_all(setups).await {
+            if let Err(e) = result {
+                tracing::error!("{e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        if first_error.is_none() {
+            if let Err(e) = nemesis.setup(&test).await {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+        let mut recorded: Option<Recorded> = None;
+        if first_error.is_none() {
+            tracing::info!("running the {} workload", test.workload);
+            let generator =
+                faultline_workloads::plan(&test, workload.generator, workload.final_generator);
+            let clock = MonotonicClock::starting_now();
+            let progress = tokio::spawn(show_progress(counters.clone(), clock));
+            // A bound on the whole run even if a generator never ends.
+            let watchdog_limit =
+                Duration::from_millis(test.time_limit_ms + 2 * test.limits.op_timeout_ms + 10_000);
+            let watchdog_stop = stop.clone();
+            let watchdog = tokio::spawn(async move {
+                tokio::time::sleep(watchdog_limit).await;
+                tracing::warn!("the run passed its time bound; stopping");
+                watchdog_stop.stop();
+            });
+            let interpreter = Interpreter {
+                test: test.clone(),
+                client: target.client.clone(),
+                generator,
+                clock,
+                counters: counters.clone(),
+                stop: stop.clone(),
+            };
+            let done = interpreter.run(history).await;
+            watchdog.abort();
+            progress.abort();
+            let _ = progress.await;
+            if std::io::stderr().is_terminal() {
+                eprintln!();
+            }
+            if let Some(e) = &done.error {
+                tracing::error!("{e}");
+                first_error.get_or_insert(e.to_string());
+            }
+            recorded = Some(done);
+        }
+        // Heal and tear down on every path, going on past failures.
+        if let Err(e) = nemesis.teardown(&test).await {
+            tracing::error!("nemesis teardown: {e}");
+            first_error.get_or_insert(e.to_string());
+        }
+        let teardowns = nodes.iter().map(|node| {
+            let db = target.db.clone();
+            let test = test.clone();
+            async move {
+                match tokio::time::timeout(setup_limit, db.teardown(&test, node)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "teardown on {} took longer than {setup_limit:?}",
+                        node.name
+                    )),
+                }
+            }
+        });
+        for result in join_all(teardowns).await {
+            if let Err(e) = result {
+                tracing::error!("{e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        (recorded, first_error)
+    };
+    let (recorded, harness_error) = runtime.block_on(lifecycle);
+    *stop_slot.lock().expect("stop slot") = None;
+    let was_interrupted = interrupted.load(Ordering::SeqCst);
+
+    // Check what was recorded, as `faultline check` would read it.
+    tracing::info!("checking {}", history_path.display());
+    let checked = if recorded.is_some() {
+        match read_jsonl_file(&history_path) {
+            Ok(history) => {
+                let checker = workload.checker;
+                catch_unwind(AssertUnwindSafe(|| checker(&test, &history))).unwrap_or_else(|_| {
+                    Checked::unknown("checker", "the checker panicked (a faultline bug)".into())
+                })
+            }
+            Err(e) => Checked::unknown("checker", format!("cannot read the history: {e}")),
+        }
+    } else {
+        Checked::unknown("checker", "nothing was recorded".into())
+    };
+    let exit = if harness_error.is_some() {
+        EXIT_INTERNAL
+    } else if was_interrupted && checked.valid == Validity::Valid {
+        Validity::Unknown.exit_code() as u8
+    } else {
+        checked.valid.exit_code() as u8
+    };
+    let results = results_json(
+        &test,
+        recorded.as_ref(),
+        &checked,
+        harness_error.as_deref(),
+        was_interrupted,
+    );
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results).expect("results serialize") + "\n",
+    )
+    .context("writing results.json")?;
+
+    // The summary.
+    if let Some(r) = &recorded {
+        let secs = r.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { r.ok as f64 / secs } else { 0.0 };
+        let line = format!(
+            "recorded {} ops in {secs:.2} s ({:.0} ops/s): {} ok, {} fail, {} info{}",
+            r.invoked,
+            (r.ok + r.fail + r.info) as f64 / secs.max(1e-9),
+            r.ok,
+            r.fail,
+            r.info,
+            if r.abandoned > 0 {
+                format!(", {} abandoned in flight", r.abandoned)
+            } else {
+                String::new()
+            }
+        );
+        tracing::info!("{line} ({rate:.0} ok/s)");
+        println!("{line}");
+    }
+    if !checked.explanation.trim().is_empty() {
+        for line in checked.explanation.lines().take(60) {
+            println!("  {line}");
+        }
+    }
+    let verdict = match checked.valid {
+        Validity::Valid => "valid",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "unknown",
+    };
+    let mut notes = Vec::new();
+    if was_interrupted {
+        notes.push("interrupted".to_string());
+    }
+    if let Some(e) = &harness_error {
+        notes.push(format!("harness error: {e}"));
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    };
+    println!("verdict: {verdict}{notes} [{}]", checked.checker);
+    tracing::info!("verdict: {verdict}{notes}");
+    let rerun = rerun_command(args, seed);
+    println!("rerun: {rerun}");
+    tracing::info!("rerun: {rerun}");
+    set_log_file(None);
+    Ok(Outcome {
+        exit,
+        validity: Some(checked.valid),
+    })
+}
+
+fn results_json(
+    test: &Test,
+    recorded: Option<&Recorded>,
+    checked: &Checked,
+    harness_error: Option<&str>,
+    interrupted: bool,
+) -> Value {
+    let mut results = json!({
+        "valid": checked.valid,
+        "test": test.name,
+        "workload": test.workload,
+        "checker": checked.checker,
+        "seed": test.seed,
+        "interrupted": interrupted,
+        "result": checked.result,
+    });
+    let map = results.as_object_mut().expect("an object");
+    if let Some(r) = recorded {
+        let secs = r.elapsed.as_secs_f64();
+        map.insert(
+            "stats".into(),
+            json!({
+                "ops": r.invoked,
+                "ok": r.ok,
+                "fail": r.fail,
+                "info": r.info,
+                "events": r.events,
+                "abandoned": r.abandoned,
+                "elapsed_ms": (secs * 1e6).round() / 1e3,
+                "ops_per_sec": if secs > 0.0 { ((r.ok + r.fail + r.info) as f64 / secs).round() } else { 0.0 },
+            }),
+        );
+    }
+    if let Some(e) = harness_error {
+        map.insert("harness_error".into(), json!(e));
+    }
+    results
+}
+
+/// Awaits futures concurrently (setup and teardown of every node).
+async fn join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, slot) in pinned.iter_mut().zip(results.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *slot = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|r| r.expect("every future finished"))
+        .collect()
+}
+
+/// Ctrl-C once: stop drawing operations, let in-flight ones finish, check, exit. Twice: exit
+/// at once (the history on disk stays readable).
+async fn watch_ctrl_c(interrupted: Arc<AtomicBool>, stop_slot: Arc<Mutex<Option<Stop>>>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    interrupted.store(true, Ordering::SeqCst);
+    eprintln!(
+        "\nfaultline test: interrupted; letting in-flight operations finish (Ctrl-C again to \
+         quit at once)"
+    );
+    tracing::warn!("interrupted (Ctrl-C)");
+    if let Some(stop) = stop_slot.lock().expect("stop slot").as_ref() {
+        stop.stop();
+    }
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("faultline test: interrupted twice; exiting without checking");
+        std::process::exit(i32::from(EXIT_INTERNAL));
+    }
+}
+
+/// One line on stderr, redrawn, when stderr is a terminal.
+async fn show_progress(counters: Arc<Counters>, clock: MonotonicClock) {
+    use faultline_workloads::clock::Clock;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let mut last = (0u64, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(PROGRESS_INTERVAL_MS));
+    // The first tick is immediate; there is nothing to show yet.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = clock.now_ns();
+        let done = counters.completed();
+        let rate = if now > last.0 {
+            (done - last.1) as f64 / ((now - last.0) as f64 / 1e9)
+        } else {
+            0.0
+        };
+        last = (now, done);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{:>7.1} s] {:>8.0} ops/s  ok {}  fail {}  info {}\x1b[K",
+            now as f64 / 1e9,
+            rate,
+            counters.ok.load(Ordering::Relaxed),
+            counters.fail.load(Ordering::Relaxed),
+            counters.info.load(Ordering::Relaxed),
+        );
+        let _ = err.flush();
+    }
+}
+
+/// Creates `store/<name>/<timestamp>`, with a suffix if a run started in the same millisecond.
+fn create_run_dir(store: &Path, name: &str, timestamp: &str) -> anyhow::Result<PathBuf> {
+    let parent = store.join(name);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    for attempt in 0..100 {
+        let dir = if attempt == 0 {
+            parent.join(timestamp)
+        } else {
+            parent.join(format!("{timestamp}-{attempt}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!(
+        "cannot create a fresh run directory under {}",
+        parent.display()
+    )
+}
+
+/// Points `store/latest` at `dir` (relative), replacing it atomically: a new symlink under a
+/// temporary name, renamed over the old one.
+fn update_latest(store: &Path, dir: &Path) -> std::io::Result<()> {
+    let relative = dir.strip_prefix(store).unwrap_or(dir);
+    let temporary = store.join(format!(".latest.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(relative, &temporary)?;
+    std::fs::rename(&temporary, store.join("latest"))
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC.
+fn utc_timestamp(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The current run's `faultline.log`, where every tracing event goes.
+fn log_file() -> &'static Mutex<Option<File>> {
+    static LOG: OnceLock<Mutex<Option<File>>> = OnceLock::new();
+    LOG.get_or_init(|| Mutex::new(None))
+}
+
+fn set_log_file(file: Option<File>) {
+    *log_file().lock().expect("log lock") = file;
+}
+
+/// Writes into the current run's log file, if any.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match log_file().lock().expect("log lock").as_mut() {
+            Some(file) => file.write_all(buf).map(|()| buf.len()),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match log_file().lock().expect("log lock").as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn install_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(|| LogWriter)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_and_sortable() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "19700101T000000.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+        assert_eq!(utc_timestamp(t), "20240229T123456.789Z");
+    }
+
+    #[test]
+    fn latest_is_replaced_atomically() {
+        let store = std::env::temp_dir().join(format!("faultline-latest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        let a = create_run_dir(&store, "t", "1").unwrap();
+        let b = create_run_dir(&store, "t", "1").unwrap();
+        assert!(b.ends_with("1-1"));
+        update_latest(&store, &a).unwrap();
+        update_latest(&store, &b).unwrap();
+        assert_eq!(
+            std::fs::read_link(store.join("latest")).unwrap(),
+            Path::new("t/1-1")
+        );
+        let _ = std::fs::remove_dir_all(&store);
+    }
+}
