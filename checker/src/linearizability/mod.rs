@@ -130,7 +130,7 @@ impl OpSummary {
             None => format!("{}..", self.index),
         };
         let result = match (&self.result, self.outcome.as_str()) {
-            (Some(r), "ok") if *r != self.value => format!(" -> {r}"),
+            (Some(r), "ok") if *r != self.value || self.value.is_null() => format!(" -> {r}"),
             _ => String::new(),
         };
         let value = if self.value.is_null() {
