@@ -242,7 +242,8 @@ impl Kv {
     ///
     /// The server's txn path calls this when the bug is on, once a ReadIndex confirmed the
     /// read, then proposes the returned command and answers with the reads it returned
-    /// (`server::node`). The simulation drives put/get/cas only.
+    /// (`server::node`). The simulation drives it too, with write-skew transactions
+    /// (`SimConfig::with_txn_clients`).
     pub fn txn_read_phase(&self, ops: &[MicroOp]) -> (Vec<MicroOp>, Command) {
         let mut local = self.clone();
         let results: Vec<MicroOp> = ops

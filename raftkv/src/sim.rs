@@ -15,6 +15,17 @@
 //! Client operations (put, get, cas) are recorded as invoke/complete pairs with honest
 //! outcomes — `ok` happened, `fail` certainly did not, `info` unknown (a timeout) — so the
 //! history can also be handed to a linearizability checker: see [`SimReport::history`].
+//!
+//! With [`SimConfig::with_txn_clients`], transactional clients run the write-skew workload
+//! ("doctors on call"): each round writes `oncall-a-<round>` and `oncall-b-<round>` to 1, then
+//! every doctor transaction reads both and takes its own doctor off call (writes 0). A
+//! transaction is a static list of micro-ops, as the server's API takes it, so its write is
+//! unconditional; what serializability promises is that the doctors' transactions of a round
+//! run one after another, so at most one of them *reads both doctors on call*. Two committed
+//! transactions that both did are write skew: each read the key the other wrote, before it
+//! was written, and neither saw the other. The correct store commits a transaction as one
+//! `Command::Txn`; under the snapshot-isolation-txn bug the node reads at a read index and
+//! commits `Command::TxnSnapshotIsolation`, as the server does.
 
 /// The error of a cas whose comparison ran and did not match: definitely not applied, and an
 /// observation that the key held another value (faultline's history convention).
@@ -30,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::bug::{Bug, Bugs};
-use crate::kv::{Command, Kv, Outcome, Request};
+use crate::kv::{Command, Kv, MicroOp, Outcome, Request};
 use crate::raft::{Config, Entry, EntryKind, Message, NodeId, RawNode, Role};
 use crate::storage::{persist_ready, MemStorage, Storage, SyncMode};
 
@@ -76,6 +87,12 @@ pub struct SimConfig {
     pub pause_ms: (u64, u64),
     pub client_count: usize,
     pub key_count: usize,
+    /// Transactional clients running the write-skew workload; zero leaves every run as it
+    /// was (no extra random draws).
+    pub txn_client_count: usize,
+    /// The write-skew workload starts a fresh pair of doctors' keys after this many doctor
+    /// transactions.
+    pub txn_ops_per_round: u64,
     pub op_interval_ms: (u64, u64),
     pub op_timeout_ms: u64,
     /// A node snapshots its state machine once this many applied entries follow its snapshot.
@@ -116,6 +133,8 @@ impl SimConfig {
             pause_ms: (50, 800),
             client_count: 3,
             key_count: 2,
+            txn_client_count: 0,
+            txn_ops_per_round: 6,
             op_interval_ms: (5, 40),
             op_timeout_ms: 300,
             compact_after_entries: 32,
@@ -168,6 +187,13 @@ impl SimConfig {
         self.bugs = bugs;
         self
     }
+
+    /// Adds `count` transactional clients running the write-skew workload (see the module
+    /// docs); they alternate between the two doctors.
+    pub fn with_txn_clients(mut self, count: usize) -> SimConfig {
+        self.txn_client_count = count;
+        self
+    }
 }
 
 /// An event's type in the history, as Jepsen names them.
@@ -187,11 +213,15 @@ pub enum Function {
     Get,
     Put,
     Cas,
+    /// A multi-key transaction; its `value` is a list of micro-ops, Elle's
+    /// `[["r", k, null], ["w", k, v]]`, with the reads filled in on `ok`.
+    Txn,
 }
 
 /// One history event, shaped like faultline-core's `Op` (`time` in nanoseconds since the
 /// run started; `value` is the argument on invoke and the result on completion: a put's
-/// value, a get's value read, a cas's `[expected, new]`).
+/// value, a get's value read, a cas's `[expected, new]`, a txn's micro-ops). A txn has no
+/// single key: its `key` is empty and left out of the JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEvent {
     pub index: u64,
@@ -200,6 +230,7 @@ pub struct HistoryEvent {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub f: Function,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
     pub value: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -423,6 +454,8 @@ pub fn stale_reads(
                     Function::Put => Some(event.value.to_string()),
                     Function::Cas => Some(event.value[1].to_string()),
                     Function::Get => None,
+                    // Transactions touch only the write-skew workload's keys, never read here.
+                    Function::Txn => continue,
                 };
                 if let Some(value) = written {
                     let index = write_index
@@ -504,12 +537,21 @@ struct SimNode {
     reads: Vec<(u64, u64)>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    /// Put, get and cas on the keys `k0..`.
+    Register,
+    /// The write-skew workload; `doctor` 0 or 1 is the doctor it takes off call.
+    Txn { doctor: usize },
+    /// The liveness phase's client: puts to key "final" until one succeeds.
+    Final,
+}
+
 #[derive(Debug)]
 struct Client {
     process: u64,
     leader_hint: Option<NodeId>,
-    /// The liveness phase's client: puts to key "final" until one succeeds.
-    is_final: bool,
+    kind: ClientKind,
 }
 
 #[derive(Debug)]
@@ -520,6 +562,13 @@ struct OpenOp {
     key: String,
     value: Value,
     node: NodeId,
+    /// A snapshot-isolation txn's read-phase results, its answer once the commit applies.
+    results: Option<Value>,
+}
+
+/// The keys of the write-skew workload's doctors in `round`.
+fn on_call_keys(round: u64) -> [String; 2] {
+    [format!("oncall-a-{round}"), format!("oncall-b-{round}")]
 }
 
 struct Sim {
@@ -540,6 +589,12 @@ struct Sim {
     nemesis_log: Vec<String>,
     checker: SafetyChecker,
     write_index: BTreeMap<(String, String), u64>,
+    /// The write-skew workload's current round (0: not started) and the doctor transactions
+    /// invoked in it.
+    txn_round: u64,
+    txn_ops_in_round: u64,
+    /// Per round, the history index of the committed txn that read both doctors on call.
+    read_both_on_call: BTreeMap<u64, u64>,
     violation: Option<Violation>,
     final_write_ms: Option<u64>,
     crashes: u64,
@@ -590,6 +645,9 @@ impl Sim {
             nemesis_log: Vec::new(),
             checker: SafetyChecker::default(),
             write_index: BTreeMap::new(),
+            txn_round: 0,
+            txn_ops_in_round: 0,
+            read_both_on_call: BTreeMap::new(),
             violation: None,
             final_write_ms: None,
             crashes: 0,
@@ -600,8 +658,15 @@ impl Sim {
             let first_tick = sim.rng.gen_range(1..=sim.config.tick_ms);
             sim.schedule(first_tick, Event::Tick(id));
         }
-        for client in 0..sim.config.client_count {
-            sim.add_client(false);
+        for _ in 0..sim.config.client_count {
+            let client = sim.add_client(ClientKind::Register);
+            let delay = sim
+                .rng
+                .gen_range(sim.config.op_interval_ms.0..=sim.config.op_interval_ms.1);
+            sim.schedule(delay, Event::ClientInvoke(client));
+        }
+        for doctor in 0..sim.config.txn_client_count {
+            let client = sim.add_client(ClientKind::Txn { doctor: doctor % 2 });
             let delay = sim
                 .rng
                 .gen_range(sim.config.op_interval_ms.0..=sim.config.op_interval_ms.1);
@@ -612,13 +677,13 @@ impl Sim {
         sim
     }
 
-    fn add_client(&mut self, is_final: bool) -> usize {
+    fn add_client(&mut self, kind: ClientKind) -> usize {
         let process = self.next_process;
         self.next_process += 1;
         self.clients.push(Client {
             process,
             leader_hint: None,
-            is_final,
+            kind,
         });
         self.clients.len() - 1
     }
@@ -708,13 +773,42 @@ impl Sim {
 
     /// Handles every `Ready` of node `id` as the core's contract says, checking safety.
     fn drive(&mut self, id: NodeId) {
+        if !self.drive_ready(id) {
+            return;
+        }
+        // Answering a read can propose (a snapshot-isolation txn's commit): handle that too.
+        while self.answer_reads(id) {
+            self.drive_ready(id);
+        }
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let raft = node.raft.as_mut().expect("running");
+        if node.kv.applied_index()
+            >= raft.log().snapshot().index + self.config.compact_after_entries
+        {
+            let snapshot = raft.compact(node.kv.applied_index(), node.kv.snapshot());
+            node.storage
+                .compact(&snapshot)
+                .expect("in-memory storage does not fail");
+        }
+        if let Some(what) = raft.violations().first() {
+            let detail = format!("node {id}: {what}");
+            self.fail("core invariant", detail);
+        }
+        let raft = self.nodes[&id].raft.as_ref().expect("running");
+        if let Err(detail) = self.checker.check_leader(raft) {
+            self.fail("election safety / leader completeness", detail);
+        }
+    }
+
+    /// Handles `Ready`s until there are none; false if the node is not running.
+    fn drive_ready(&mut self, id: NodeId) -> bool {
         loop {
             let node = self.nodes.get_mut(&id).expect("node exists");
             let Some(raft) = node.raft.as_mut() else {
-                return;
+                return false;
             };
             if !raft.has_ready() {
-                break;
+                return true;
             }
             let ready = raft.ready();
             let append_only = self.checker.check_leader_persist(raft, &ready.entries);
@@ -756,25 +850,6 @@ impl Sim {
             if let Err(detail) = self.checker.check_persisted(raft, &ready.entries) {
                 self.fail("log matching", detail);
             }
-        }
-        self.answer_reads(id);
-        let node = self.nodes.get_mut(&id).expect("node exists");
-        let raft = node.raft.as_mut().expect("running");
-        if node.kv.applied_index()
-            >= raft.log().snapshot().index + self.config.compact_after_entries
-        {
-            let snapshot = raft.compact(node.kv.applied_index(), node.kv.snapshot());
-            node.storage
-                .compact(&snapshot)
-                .expect("in-memory storage does not fail");
-        }
-        if let Some(what) = raft.violations().first() {
-            let detail = format!("node {id}: {what}");
-            self.fail("core invariant", detail);
-        }
-        let raft = self.nodes[&id].raft.as_ref().expect("running");
-        if let Err(detail) = self.checker.check_leader(raft) {
-            self.fail("election safety / leader completeness", detail);
         }
     }
 
@@ -821,7 +896,18 @@ impl Sim {
                     Outcome::Cas { swapped: false, .. } => {
                         self.complete(op, EventType::Fail, None, Some(COMPARE_FAILED.into()))
                     }
-                    _ => self.complete(op, EventType::Ok, None, None),
+                    Outcome::Txn(results) => {
+                        self.complete(op, EventType::Ok, Some(json!(results)), None)
+                    }
+                    // A lost write-write conflict: nothing was written.
+                    Outcome::Aborted => {
+                        self.complete(op, EventType::Fail, None, Some("txn-aborted".into()))
+                    }
+                    _ => {
+                        // A snapshot-isolation commit answers with its read phase's results.
+                        let results = self.open_ops.get(&op).and_then(|o| o.results.clone());
+                        self.complete(op, EventType::Ok, results, None)
+                    }
                 }
             }
             // Another entry took the index: this proposal exists nowhere else, so it will
@@ -830,7 +916,9 @@ impl Sim {
         }
     }
 
-    fn answer_reads(&mut self, id: NodeId) {
+    /// Answers the reads whose index the state machine reached. Returns whether it proposed
+    /// (a snapshot-isolation txn's commit), so the caller drives the node again.
+    fn answer_reads(&mut self, id: NodeId) -> bool {
         let node = self.nodes.get_mut(&id).expect("node exists");
         let applied = node.kv.applied_index();
         let (ready, waiting): (Vec<_>, Vec<_>) = node
@@ -838,12 +926,46 @@ impl Sim {
             .drain(..)
             .partition(|&(_, index)| index <= applied);
         node.reads = waiting;
+        let mut proposed = false;
         for (op, _) in ready {
             let Some(open) = self.open_ops.get(&op) else {
                 continue;
             };
-            let value = self.nodes[&id].kv.get(&open.key);
-            self.complete(op, EventType::Ok, Some(value), None);
+            if open.f != Function::Txn {
+                let value = self.nodes[&id].kv.get(&open.key);
+                self.complete(op, EventType::Ok, Some(value), None);
+                continue;
+            }
+            proposed |= self.txn_read_phase(id, op);
+        }
+        proposed
+    }
+
+    /// The snapshot-isolation-txn bug, as the server runs it: once a ReadIndex confirmed the
+    /// read, read from this node's state, then propose the writes, which abort only on a
+    /// write-write conflict. Returns whether it proposed.
+    fn txn_read_phase(&mut self, id: NodeId, op: u64) -> bool {
+        let open = self.open_ops.get_mut(&op).expect("an open txn");
+        let ops: Vec<MicroOp> =
+            serde_json::from_value(open.value.clone()).expect("recorded as micro-ops");
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        let (results, command) = node.kv.txn_read_phase(&ops);
+        if ops.iter().all(|op| matches!(op, MicroOp::Read { .. })) {
+            self.complete(op, EventType::Ok, Some(json!(results)), None);
+            return false;
+        }
+        open.results = Some(json!(results));
+        let raft = node.raft.as_mut().expect("running");
+        match raft.propose(Request { id: op, command }.encode()) {
+            Ok((index, term)) => {
+                node.proposals.insert(index, (term, op));
+                true
+            }
+            Err(_) => {
+                // Leadership moved between the read and the commit: nothing was proposed.
+                self.complete(op, EventType::Fail, None, Some("not-leader".into()));
+                false
+            }
         }
     }
 
@@ -1034,7 +1156,7 @@ impl Sim {
             }
             self.resume(id);
         }
-        let client = self.add_client(true);
+        let client = self.add_client(ClientKind::Final);
         self.schedule(0, Event::ClientInvoke(client));
     }
 
@@ -1043,9 +1165,11 @@ impl Sim {
     fn client_invoke(&mut self, client: usize) {
         let op = self.next_op;
         self.next_op += 1;
-        let is_final = self.clients[client].is_final;
+        let kind = self.clients[client].kind;
         let key_count = self.config.key_count;
-        let (f, key, value) = if is_final {
+        let (f, key, value) = if let ClientKind::Txn { doctor } = kind {
+            (Function::Txn, String::new(), self.write_skew_txn(doctor))
+        } else if kind == ClientKind::Final {
             (Function::Put, "final".to_string(), json!(op))
         } else {
             let key = format!("k{}", self.rng.gen_range(0..key_count));
@@ -1081,6 +1205,7 @@ impl Sim {
                 key,
                 value,
                 node,
+                results: None,
             },
         );
         let (lo, hi) = self.config.message_delay_ms;
@@ -1107,7 +1232,13 @@ impl Sim {
             Function::Get => Command::Get {
                 key: open.key.clone(),
             },
+            Function::Txn => Command::Txn {
+                ops: serde_json::from_value(open.value.clone()).expect("recorded as micro-ops"),
+            },
         };
+        // Under the bug a txn starts with a read phase at a read index, as in the server.
+        let read_first = f == Function::Get
+            || (f == Function::Txn && self.config.bugs.contains(Bug::SnapshotIsolationTxn));
         let node = self.nodes.get_mut(&id).expect("node exists");
         if node.paused {
             node.backlog.push(Event::ClientArrive(op));
@@ -1117,9 +1248,10 @@ impl Sim {
             self.complete(op, EventType::Fail, None, Some("connection-refused".into()));
             return;
         };
-        let result = match f {
-            Function::Get => raft.read_index(op).map(|()| None),
-            _ => raft.propose(Request { id: op, command }.encode()).map(Some),
+        let result = if read_first {
+            raft.read_index(op).map(|()| None)
+        } else {
+            raft.propose(Request { id: op, command }.encode()).map(Some)
         };
         match result {
             Err(not_leader) => {
@@ -1144,6 +1276,9 @@ impl Sim {
             return;
         };
         let value = value.unwrap_or(open.value);
+        if open.f == Function::Txn && kind == EventType::Ok {
+            self.check_write_skew(&value);
+        }
         self.record(open.process, kind, open.f, &open.key, value, error);
         let client = &mut self.clients[open.client];
         if kind == EventType::Info {
@@ -1151,17 +1286,69 @@ impl Sim {
             client.process = self.next_process;
             self.next_process += 1;
         }
-        if client.is_final && kind == EventType::Ok {
+        let is_final = client.kind == ClientKind::Final;
+        if is_final && kind == EventType::Ok {
             self.final_write_ms = Some(self.now_ms);
             return;
         }
-        let delay = if client.is_final {
+        let delay = if is_final {
             20
         } else {
             self.rng
                 .gen_range(self.config.op_interval_ms.0..=self.config.op_interval_ms.1)
         };
         self.schedule(delay, Event::ClientInvoke(open.client));
+    }
+
+    /// The write-skew workload's next txn for a client of `doctor`: a new round writes both
+    /// doctors on call; otherwise read both and take `doctor` off call.
+    fn write_skew_txn(&mut self, doctor: usize) -> Value {
+        let starting =
+            self.txn_round == 0 || self.txn_ops_in_round >= self.config.txn_ops_per_round;
+        if starting {
+            self.txn_round += 1;
+            self.txn_ops_in_round = 0;
+        } else {
+            self.txn_ops_in_round += 1;
+        }
+        let [a, b] = on_call_keys(self.txn_round);
+        if starting {
+            return json!([["w", a, 1], ["w", b, 1]]);
+        }
+        let own = if doctor == 0 { &a } else { &b };
+        json!([["r", a, null], ["r", b, null], ["w", own, 0]])
+    }
+
+    /// Serializability of the write-skew workload. Only a round's first txn writes both
+    /// doctors on call, and every doctor txn writes one of them off call, so in any serial
+    /// order at most one doctor txn of a round reads both on call. Checks a txn's completed
+    /// micro-ops against the ones already seen.
+    fn check_write_skew(&mut self, results: &Value) {
+        let ops: Vec<MicroOp> =
+            serde_json::from_value(results.clone()).expect("a txn completes with micro-ops");
+        let on_call = |key: &str| {
+            ops.iter().any(|op| {
+                matches!(op, MicroOp::Read { key: k, value } if k == key && *value == json!(1))
+            })
+        };
+        let round = ops
+            .first()
+            .and_then(|op| op.key().rsplit('-').next()?.parse().ok())
+            .expect("write-skew keys end in their round");
+        let [a, b] = on_call_keys(round);
+        if !(on_call(&a) && on_call(&b)) {
+            return;
+        }
+        let index = self.history.len() as u64;
+        if let Some(&first) = self.read_both_on_call.get(&round) {
+            let detail = format!(
+                "write skew: the txns completed at history indexes {first} and {index} both read \
+                 both doctors of round {round} on call and each took one off call: {results}"
+            );
+            self.fail("serializability (write skew)", detail);
+        } else {
+            self.read_both_on_call.insert(round, index);
+        }
     }
 
     fn record(
@@ -1240,6 +1427,9 @@ fn rerun_line(config: &SimConfig) -> String {
         "SimConfig::{}({}, {})",
         config.profile, config.seed, config.node_count
     );
+    if config.txn_client_count > 0 {
+        line += &format!(".with_txn_clients({})", config.txn_client_count);
+    }
     let bugs: Vec<&str> = Bug::ALL
         .into_iter()
         .filter(|&b| config.bugs.contains(b))

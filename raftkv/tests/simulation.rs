@@ -157,3 +157,36 @@ fn old_term_commit_bug_loses_a_committed_entry() {
         failure.violation.detail
     );
 }
+
+// ----- transactions: the write-skew workload ("doctors on call") -----
+
+/// The default profile plus two transactional clients, one per doctor.
+fn with_write_skew_workload(seed: u64, node_count: usize) -> SimConfig {
+    SimConfig::new(seed, node_count).with_txn_clients(2)
+}
+
+#[test]
+fn transactions_are_serializable_under_faults() {
+    use faultline_raftkv::sim::{EventType, Function};
+    let mut committed = 0;
+    for seed in 0..200 {
+        let report =
+            run(&with_write_skew_workload(seed, 3)).unwrap_or_else(|failure| panic!("{failure}"));
+        committed += report
+            .history
+            .iter()
+            .filter(|e| e.f == Function::Txn && e.kind == EventType::Ok)
+            .count();
+    }
+    assert!(committed > 0, "some transactions committed");
+}
+
+#[test]
+fn snapshot_isolation_txn_bug_allows_write_skew() {
+    let failure = first_exposing_seed(with_write_skew_workload, 3, Bug::SnapshotIsolationTxn, 300);
+    assert_eq!(
+        failure.violation.property, "serializability (write skew)",
+        "{}",
+        failure.violation.detail
+    );
+}
