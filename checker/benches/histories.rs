@@ -47,15 +47,17 @@ pub fn generate_cas_register(count: usize, workers: u64, crash_rate: f64, seed: 
             Phase::Idle => Phase::Idle,
             Phase::Invoked(op) => {
                 let crashed = op.f != "read" && rng.gen_bool(crash_rate);
-                if crashed && rng.gen_bool(0.5) {
-                    // Crashed without taking effect.
-                    out.push(
-                        Op::complete(process, OpType::Info, &op.f, op.value.clone())
-                            .with_time(time),
-                    );
+                // A crashed worker records `info` and continues as a new process.
+                let mut crash = |op: &Op, out: &mut Vec<Op>| {
+                    let info = Op::complete(process, OpType::Info, &op.f, op.value.clone());
+                    out.push(info.with_time(time));
                     next_process += 1;
                     processes[w] = next_process - 1;
                     Phase::Idle
+                };
+                if crashed && rng.gen_bool(0.5) {
+                    // Crashed without taking effect.
+                    crash(&op, &mut out)
                 } else {
                     let result = match op.f.as_str() {
                         "read" => register.clone(),
@@ -73,13 +75,7 @@ pub fn generate_cas_register(count: usize, workers: u64, crash_rate: f64, seed: 
                         }
                     };
                     if crashed {
-                        out.push(
-                            Op::complete(process, OpType::Info, &op.f, op.value.clone())
-                                .with_time(time),
-                        );
-                        next_process += 1;
-                        processes[w] = next_process - 1;
-                        Phase::Idle
+                        crash(&op, &mut out)
                     } else {
                         Phase::Applied(op, result)
                     }
