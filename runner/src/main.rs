@@ -5,6 +5,7 @@
 //! error.
 
 mod check;
+mod raftkv_server;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a test: set up a target, record a history under a workload, check it, store it.
     Test(test::TestArgs),
+    /// One raftkv node in this process (how the raftkv target starts its nodes).
+    #[command(hide = true)]
+    RaftkvServer(raftkv_server::RaftkvServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +55,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
+        Command::RaftkvServer(args) => raftkv_server::run(args),
     }
 }

@@ -30,9 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faultline_checker::Validity;
 use faultline_core::jsonl::{read_jsonl_file, HistoryWriter};
-use faultline_core::remote::NoopRemote;
 use faultline_core::test::derive_seed;
-use faultline_core::{Limits, Node, Test};
+use faultline_core::{Limits, Nemesis as _, Node, Test};
+use faultline_targets::local::LocalRemote;
 use faultline_workloads::clock::MonotonicClock;
 use faultline_workloads::interpreter::{Counters, Interpreter, Recorded, Stop};
 use faultline_workloads::Checked;
@@ -46,8 +46,8 @@ const PROGRESS_INTERVAL_MS: u64 = 250;
 
 #[derive(Args, Debug, Clone)]
 pub struct TestArgs {
-    /// The system under test: raftkv, etcd, zookeeper, postgres, memory. Only memory is
-    /// available today.
+    /// The system under test: raftkv, etcd, zookeeper, postgres, memory. raftkv (local
+    /// processes) and memory are available today.
     #[arg(long, default_value = "raftkv")]
     target: String,
 
@@ -55,8 +55,8 @@ pub struct TestArgs {
     #[arg(long, default_value = "register")]
     workload: String,
 
-    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Only none is
-    /// available today. Default: partition,pause,kill for raftkv, none for memory.
+    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. kill, pause
+    /// and none are available today. Default: pause,kill for raftkv, none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
 
@@ -89,6 +89,10 @@ pub struct TestArgs {
     /// stale-read, lost-write.
     #[arg(long = "bug", value_delimiter = ',')]
     bugs: Vec<String>,
+
+    /// raftkv: how many local node processes (default 5).
+    #[arg(long)]
+    nodes: Option<usize>,
 
     /// memory: each operation takes a random time up to this many milliseconds.
     #[arg(long)]
@@ -190,20 +194,25 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
     if args.nemesis.is_empty() {
         args.nemesis = match args.target.as_str() {
             "memory" => vec!["none".into()],
+            // partition joins this default once it is available.
+            "raftkv" => vec!["pause".into(), "kill".into()],
             _ => vec!["partition".into(), "pause".into(), "kill".into()],
         };
     }
     // Build everything once now, so a bad name is a bad argument before any directory exists.
     let test = test_config(args, 0, "", &[]);
     faultline_workloads::build(&test)?;
-    match faultline_targets::build(&test) {
-        Ok(_) => {}
+    let target = match faultline_targets::build(&test) {
+        Ok(target) => target,
         Err(e @ faultline_targets::TargetError::NotAvailable(_)) => {
-            bail!("{e} (try --target memory)")
+            bail!("{e} (try --target raftkv or --target memory)")
         }
         Err(e) => bail!("{e}"),
+    };
+    faultline_nemesis::build(&test.nemesis, target.db, Vec::new())?;
+    if args.nodes.is_some() && args.target != "raftkv" {
+        bail!("--nodes applies only to --target raftkv");
     }
-    faultline_nemesis::build(&test.nemesis)?;
     if args.latency_ms.is_some() && args.target != "memory" {
         bail!("--latency-ms applies only to --target memory");
     }
@@ -220,6 +229,9 @@ fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) ->
     let mut target_options = BTreeMap::new();
     if let Some(latency) = args.latency_ms {
         target_options.insert("latency_ms".to_string(), json!(latency));
+    }
+    if let Some(nodes) = args.nodes {
+        target_options.insert("nodes".to_string(), json!(nodes));
     }
     let limits = Limits {
         op_timeout_ms: args.op_timeout_ms,
@@ -263,6 +275,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     if let Some(latency) = args.latency_ms {
         cmd.push_str(&format!(" --latency-ms {latency}"));
     }
+    if let Some(nodes) = args.nodes {
+        cmd.push_str(&format!(" --nodes {nodes}"));
+    }
     if args.op_timeout_ms != Limits::default().op_timeout_ms {
         cmd.push_str(&format!(" --op-timeout-ms {}", args.op_timeout_ms));
     }
@@ -283,12 +298,16 @@ fn run_one(
 ) -> anyhow::Result<Outcome> {
     let start_time = utc_timestamp(SystemTime::now());
     let mut test = test_config(args, seed, &start_time, argv);
+    let dir = create_run_dir(&args.store, &test.name, &start_time)?;
+    if test.target == "raftkv" {
+        // Each node's data directory and log live in the run's directory.
+        let nodes_dir = std::path::absolute(dir.join("nodes")).context("locating the run")?;
+        test.target_options
+            .insert("data_dir".to_string(), json!(nodes_dir.to_string_lossy()));
+    }
     let target = faultline_targets::build(&test)?;
     test.nodes = target.nodes.clone();
     let workload = faultline_workloads::build(&test)?;
-    let mut nemesis = faultline_nemesis::build(&test.nemesis)?;
-
-    let dir = create_run_dir(&args.store, &test.name, &start_time)?;
     set_log_file(Some(
         File::create(dir.join("faultline.log")).context("creating faultline.log")?,
     ));
@@ -320,10 +339,11 @@ fn run_one(
         .iter()
         .map(|name| Node {
             name: name.clone(),
-            // The memory target is in-process: nothing is run on its node.
-            remote: Arc::new(NoopRemote::new(name)),
+            // Every node is a local process (the memory target runs nothing on its node).
+            remote: Arc::new(LocalRemote::new(name)),
         })
         .collect();
+    let mut nemesis = faultline_nemesis::build(&test.nemesis, target.db.clone(), nodes.clone())?;
     let counters = Arc::new(Counters::default());
     let stop = Stop::default();
     *stop_slot.lock().expect("stop slot") = Some(stop.clone());
@@ -384,7 +404,12 @@ fn run_one(
                 counters: counters.clone(),
                 stop: stop.clone(),
             };
-            let done = interpreter.run(history).await;
+            let nemesis = &mut nemesis;
+            let done = interpreter
+                .run_with_nemesis(history, |recorder, nemesis_stop| {
+                    nemesis.run(&test, recorder, nemesis_stop)
+                })
+                .await;
             watchdog.abort();
             progress.abort();
             let _ = progress.await;

@@ -2,8 +2,9 @@
 //!
 //! Each target gives a [`faultline_core::Db`] (set up and tear down the system on each node) and
 //! a template [`faultline_core::Client`] that turns a workload's operations into requests. Today
-//! only [`memory`] exists: an in-process linearizable store with switchable bugs, for fast
-//! end-to-end tests of the harness. The others are named so that asking for them says plainly
+//! [`memory`] (an in-process linearizable store with switchable bugs, for fast end-to-end
+//! tests of the harness) and [`raftkv`] (faultline's own Raft store as local processes, with
+//! [`local::LocalRemote`]) exist. The others are named so that asking for them says plainly
 //! that they are not available yet.
 //!
 //! ```
@@ -19,7 +20,9 @@
 //! Design decision: a target is plain data ([`Target`]: a db, a client template, its nodes)
 //! rather than another trait; the seams it is made of are the traits.
 
+pub mod local;
 pub mod memory;
+pub mod raftkv;
 
 use std::sync::Arc;
 
@@ -28,7 +31,7 @@ use faultline_core::{Client, Db, Test};
 /// Every target name `--target` accepts, available or not.
 pub const NAMES: [&str; 5] = ["raftkv", "etcd", "zookeeper", "postgres", "memory"];
 /// The targets that can run today.
-pub const AVAILABLE: [&str; 1] = ["memory"];
+pub const AVAILABLE: [&str; 2] = ["raftkv", "memory"];
 
 /// A system under test, ready to be set up.
 pub struct Target {
@@ -69,6 +72,7 @@ pub enum TargetError {
 pub fn build(test: &Test) -> Result<Target, TargetError> {
     match test.target.as_str() {
         "memory" => memory::target(test),
+        "raftkv" => raftkv::target(test),
         name if NAMES.contains(&name) => Err(TargetError::NotAvailable(name.to_string())),
         name => Err(TargetError::Unknown(name.to_string())),
     }

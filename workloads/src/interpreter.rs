@@ -176,6 +176,25 @@ impl Interpreter {
     /// event to `history`. Returns once every worker has finished (or the drain timeout after
     /// the stop ran out) and the writer has flushed the last event.
     pub async fn run<W: Write + Send + 'static>(self, history: HistoryWriter<W>) -> Recorded {
+        self.run_with_nemesis(history, |_recorder, _stop| async { Ok(()) })
+            .await
+    }
+
+    /// As [`Interpreter::run`], with a nemesis task beside the workers. `nemesis` gets a
+    /// [`NemesisRecorder`] that writes its events through the same history writer (so they
+    /// take their place in the file's real-time order) and a [`Stop`] raised when the
+    /// workers stop drawing (the run's stop, or every worker done); it must heal and return
+    /// soon after. Its error stops the run like a worker's.
+    pub async fn run_with_nemesis<W, F, Fut>(
+        self,
+        history: HistoryWriter<W>,
+        nemesis: F,
+    ) -> Recorded
+    where
+        W: Write + Send + 'static,
+        F: FnOnce(NemesisRecorder, Stop) -> Fut,
+        Fut: std::future::Future<Output = Result<(), HarnessError>>,
+    {
         let test = self.test;
         let threads = test.concurrency;
         assert!(threads > 0, "a run needs at least one worker");
@@ -207,7 +226,15 @@ impl Interpreter {
             };
             workers.spawn(worker.run());
         }
+        let nemesis_stop = Stop::default();
+        let recorder = NemesisRecorder {
+            events: events_tx.clone(),
+            clock: self.clock,
+        };
         drop(events_tx);
+        let nemesis = nemesis(recorder, nemesis_stop.clone());
+        let mut nemesis = std::pin::pin!(nemesis);
+        let mut nemesis_done = false;
 
         let mut first_error: Option<WorkloadError> = None;
         let mut abandoned = 0;
@@ -216,6 +243,14 @@ impl Interpreter {
         loop {
             let until = drain_deadline;
             tokio::select! {
+                result = &mut nemesis, if !nemesis_done => {
+                    nemesis_done = true;
+                    if let Err(e) = result {
+                        tracing::error!("nemesis stopped: {e}");
+                        first_error.get_or_insert(e.into());
+                        self.stop.stop();
+                    }
+                }
                 joined = workers.join_next() => match joined {
                     None => break,
                     Some(Ok(Ok(()))) => {}
@@ -231,6 +266,7 @@ impl Interpreter {
                     }
                 },
                 _ = self.stop.stopped(), if drain_deadline.is_none() => {
+                    nemesis_stop.stop();
                     drain_deadline = Some(tokio::time::Instant::now() + drain);
                 }
                 _ = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)),
@@ -248,6 +284,15 @@ impl Interpreter {
             }
         }
         drop(workers);
+        // The workers are done: the nemesis heals and returns (its recorder is the last
+        // sender of the history channel).
+        nemesis_stop.stop();
+        if !nemesis_done {
+            if let Err(e) = nemesis.await {
+                tracing::error!("nemesis stopped: {e}");
+                first_error.get_or_insert(e.into());
+            }
+        }
         // Every sender is gone now, so the writer drains the channel and returns.
         let written = tokio::task::spawn_blocking(move || writer.join())
             .await
@@ -275,6 +320,37 @@ impl Interpreter {
             elapsed: Duration::from_nanos(last_time_ns),
             error: first_error,
         }
+    }
+}
+
+/// How the nemesis task writes its events into the history: `process: "nemesis"`, type
+/// `info`, stamped on the run's clock.
+#[derive(Debug, Clone)]
+pub struct NemesisRecorder {
+    events: mpsc::Sender<Op>,
+    clock: MonotonicClock,
+}
+
+impl NemesisRecorder {
+    /// Records one nemesis event (`kill`, `start`, `pause`, `resume`, ...). `false` when the
+    /// history writer has stopped (it reports why).
+    pub async fn record(&self, f: &str, value: serde_json::Value) -> bool {
+        let event = Op {
+            index: 0,
+            time: Some(self.clock.now_ns()),
+            process: Process::Nemesis,
+            kind: OpType::Info,
+            f: f.to_string(),
+            key: None,
+            value,
+            error: None,
+        };
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Nanoseconds since the run started.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
     }
 }
 
