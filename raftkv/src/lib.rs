@@ -70,6 +70,7 @@
 //! switch a test flips is the code a user would run.
 
 pub mod bug;
+pub mod cli;
 pub mod kv;
 pub mod raft;
 pub mod server;

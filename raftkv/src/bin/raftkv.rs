@@ -1,137 +1,14 @@
 //! `raftkv`: one node of faultline's own Raft key-value store. See `raftkv --help`.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
-
-use anyhow::{bail, Context};
 use clap::Parser;
-use faultline_raftkv::raft::NodeId;
-use faultline_raftkv::server::{Server, ServerConfig};
-use faultline_raftkv::{Bug, Bugs};
-
-const AFTER_HELP: &str = r#"CLIENT API (HTTP/1.1 + JSON on --listen-client; curl-able):
-  GET    /kv/{key}              linearizable read (ReadIndex)  -> {"ok":true,"value":V}
-  GET    /kv/{key}?stale=true   this node's local state, possibly stale
-  PUT    /kv/{key}              body: a JSON value             -> {"ok":true,"index":I}
-  POST   /kv/{key}/cas          body: {"expected":E,"new":N}   -> 200, or 409 compare-failed
-  DELETE /kv/{key}                                             -> {"ok":true,"index":I}
-  POST   /txn                   body: [["r","x",null],["w","y",1],["append","z",3]]
-                                -> {"ok":true,"value":[["r","x",V],["w","y",1],["append","z",3]]}
-  GET    /status                -> {"ok":true,"id","term","leader","role","commit","applied",...}
-
-  Followers forward requests to the leader over the peer link and relay its answer.
-  Every error says whether the request certainly had no effect:
-    {"ok":false,"error":E,"definite":true}   did not happen (record fail)
-    {"ok":false,"error":E,"definite":false}  unknown (record info)
-  503 not-leader / read-aborted / superseded (definite), 409 compare-failed (definite),
-  504 timeout and 500 leadership-lost (indefinite for writes), 400 malformed request.
-
-BUGS (--bug, off by default):
-  stale-read              any node answers reads from local state, no ReadIndex
-  lease-read              the leader answers reads under a wall-clock lease, no ReadIndex
-  no-fsync                acknowledges writes before they are durable
-  forget-vote             the vote is not persisted (two leaders in a term after a restart)
-  old-term-commit         commits earlier-term entries by counting replicas (Figure 8)
-  snapshot-isolation-txn  txns read a snapshot and check only write-write conflicts
-
-EXAMPLE (three nodes on one machine):
-  raftkv --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
-         --listen-client 127.0.0.1:8001 --data-dir /tmp/raftkv1
-  curl -X PUT -d '3' localhost:8001/kv/x && curl localhost:8001/kv/x
-
-Logs go to stderr; RUST_LOG filters them (default info). SIGTERM or SIGINT stops cleanly."#;
+use faultline_raftkv::cli::{NodeArgs, AFTER_HELP};
 
 /// One node of faultline's Raft key-value store.
 #[derive(Debug, Parser)]
 #[command(name = "raftkv", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// This node's id: a key of --peers.
-    #[arg(long)]
-    id: NodeId,
-    /// Every member's peer address, this node's included: `1=10.0.0.1:7001,2=10.0.0.2:7001`.
-    /// Outgoing peer connections are bound to this node's own address from this list.
-    #[arg(long, value_parser = parse_peers)]
-    peers: BTreeMap<NodeId, SocketAddr>,
-    /// Address of the HTTP client API.
-    #[arg(long)]
-    listen_client: SocketAddr,
-    /// Address to accept peers on [default: this node's address in --peers].
-    #[arg(long)]
-    listen_peer: Option<SocketAddr>,
-    /// Directory of the write-ahead log and snapshot (created if missing).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// Bugs to switch on, comma-separated or repeated (see BUGS below).
-    #[arg(long = "bug", value_name = "NAME[,NAME]", value_parser = parse_bugs)]
-    bugs: Vec<Bugs>,
-    /// Length of one Raft tick.
-    #[arg(long, default_value_t = 10)]
-    tick_ms: u64,
-    /// Election timeout in ticks: each election waits a random [N, 2N) ticks.
-    #[arg(long, default_value_t = 15)]
-    election_ticks: u32,
-    /// The leader's heartbeat interval in ticks.
-    #[arg(long, default_value_t = 3)]
-    heartbeat_ticks: u32,
-    /// Per-request deadline; past it a write is answered 504 timeout (indefinite).
-    #[arg(long, default_value_t = 2_000)]
-    request_timeout_ms: u64,
-    /// Snapshot the state machine and compact the log every N applied entries.
-    #[arg(long, default_value_t = 10_000)]
-    snapshot_every: u64,
-}
-
-fn parse_bugs(list: &str) -> Result<Bugs, String> {
-    Bugs::parse_list(list).map_err(|e| e.to_string())
-}
-
-fn parse_peers(list: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
-    let mut peers = BTreeMap::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, addr) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not ID=HOST:PORT"))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|e| format!("bad id in {item:?}: {e}"))?;
-        // Host names resolve once, at start (static membership).
-        let addr = addr
-            .trim()
-            .to_socket_addrs()
-            .map_err(|e| format!("bad address in {item:?}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{item:?} resolves to no address"))?;
-        if peers.insert(id, addr).is_some() {
-            return Err(format!("id {id} appears twice"));
-        }
-    }
-    if peers.is_empty() {
-        return Err("no peers".into());
-    }
-    Ok(peers)
-}
-
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        tokio::select! {
-            _ = terminate.recv() => Ok("SIGTERM"),
-            _ = interrupt.recv() => Ok("SIGINT"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for ctrl-c")?;
-        Ok("ctrl-c")
-    }
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[tokio::main]
@@ -145,47 +22,5 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut bugs = Bugs::none();
-    for bug in args
-        .bugs
-        .iter()
-        .flat_map(|list| Bug::ALL.into_iter().filter(|&b| list.contains(b)))
-    {
-        bugs.insert(bug);
-    }
-    if !args.peers.contains_key(&args.id) {
-        bail!("--peers must include this node's id {}", args.id);
-    }
-    let config = ServerConfig {
-        listen_peer: args.listen_peer,
-        bugs,
-        tick_ms: args.tick_ms,
-        election_ticks: args.election_ticks,
-        heartbeat_ticks: args.heartbeat_ticks,
-        request_timeout_ms: args.request_timeout_ms,
-        snapshot_every: args.snapshot_every,
-        ..ServerConfig::new(
-            args.id,
-            args.peers,
-            args.listen_client,
-            args.data_dir.clone(),
-        )
-    };
-    let mut server = Server::start(config)
-        .await
-        .with_context(|| format!("starting node {} on {}", args.id, args.data_dir.display()))?;
-    tracing::info!(
-        client = %server.client_addr(),
-        peer = %server.peer_addr(),
-        "raftkv node {} serving",
-        args.id
-    );
-    tokio::select! {
-        signal = wait_for_signal() => {
-            tracing::info!("{} received: stopping", signal?);
-            server.shutdown().await.context("stopping the node")?;
-            Ok(())
-        }
-        result = server.stopped() => result.context("the node failed"),
-    }
+    args.node.serve_until_signal().await
 }
