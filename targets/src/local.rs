@@ -21,6 +21,22 @@ impl LocalRemote {
             node: node.to_string(),
         }
     }
+
+    /// Copies a file on this machine (upload and download are the same thing locally).
+    async fn copy(&self, from: &Path, to: &Path) -> Result<(), HarnessError> {
+        tokio::fs::copy(from, to)
+            .await
+            .map(|_| ())
+            .map_err(|source| HarnessError::Io {
+                what: format!(
+                    "on {}: copying {} to {}",
+                    self.node,
+                    from.display(),
+                    to.display()
+                ),
+                source,
+            })
+    }
 }
 
 /// The `kill` command's name for a signal.
@@ -113,15 +129,7 @@ impl Remote for LocalRemote {
         local: &'a Path,
         remote: &'a str,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async move {
-            tokio::fs::copy(local, remote)
-                .await
-                .map(|_| ())
-                .map_err(|source| HarnessError::Io {
-                    what: format!("on {}: copying {} to {remote}", self.node, local.display()),
-                    source,
-                })
-        })
+        Box::pin(self.copy(local, Path::new(remote)))
     }
 
     fn download<'a>(
@@ -129,15 +137,7 @@ impl Remote for LocalRemote {
         remote: &'a str,
         local: &'a Path,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async move {
-            tokio::fs::copy(remote, local)
-                .await
-                .map(|_| ())
-                .map_err(|source| HarnessError::Io {
-                    what: format!("on {}: copying {remote} to {}", self.node, local.display()),
-                    source,
-                })
-        })
+        Box::pin(self.copy(Path::new(remote), local))
     }
 
     fn signal<'a>(&'a self, pid: u32, signal: Signal) -> BoxFuture<'a, Result<(), HarnessError>> {

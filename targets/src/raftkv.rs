@@ -375,12 +375,7 @@ impl Pause for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async move {
-            match self.pid(&node.name) {
-                Some(pid) => node.remote.signal(pid, Signal::Stop).await,
-                None => Ok(()),
-            }
-        })
+        Box::pin(self.signal(node, Signal::Stop))
     }
 
     fn resume<'a>(
@@ -388,12 +383,17 @@ impl Pause for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async move {
-            match self.pid(&node.name) {
-                Some(pid) => node.remote.signal(pid, Signal::Cont).await,
-                None => Ok(()),
-            }
-        })
+        Box::pin(self.signal(node, Signal::Cont))
+    }
+}
+
+impl RaftkvDb {
+    /// Signals the node's own process, if it is running (never anything else on the host).
+    async fn signal(&self, node: &Node, signal: Signal) -> Result<(), HarnessError> {
+        match self.pid(&node.name) {
+            Some(pid) => node.remote.signal(pid, signal).await,
+            None => Ok(()),
+        }
     }
 }
 

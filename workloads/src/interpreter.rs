@@ -704,8 +704,8 @@ mod tests {
         assert_eq!(recorded.abandoned, 0);
     }
 
-    #[test]
-    fn operations_stuck_past_the_drain_timeout_are_abandoned() {
+    /// Two workers whose operations never complete; a 50 ms drain limit.
+    fn hanging_interpreter() -> (Interpreter, Stop) {
         let mut test = Test::example("slow", "register", 1);
         test.concurrency = 2;
         test.limits.op_timeout_ms = 60_000;
@@ -719,24 +719,18 @@ mod tests {
             counters: Arc::default(),
             stop: stop.clone(),
         };
+        (interpreter, stop)
+    }
+
+    #[test]
+    fn operations_stuck_past_the_drain_timeout_are_abandoned() {
+        let (interpreter, stop) = hanging_interpreter();
         stop.stop();
         // Stopped before the start: nothing is drawn, nothing abandoned.
         let recorded = runtime().block_on(interpreter.run(HistoryWriter::new(std::io::sink())));
         assert_eq!((recorded.events, recorded.abandoned), (0, 0));
 
-        let mut test = Test::example("slow", "register", 1);
-        test.concurrency = 2;
-        test.limits.op_timeout_ms = 60_000;
-        test.limits.drain_timeout_ms = 50;
-        let stop = Stop::default();
-        let interpreter = Interpreter {
-            test: Arc::new(test),
-            client: Arc::new(Slow),
-            generator: generator::repeat(Draft::new("hang", Value::Null)),
-            clock: MonotonicClock::starting_now(),
-            counters: Arc::default(),
-            stop: stop.clone(),
-        };
+        let (interpreter, stop) = hanging_interpreter();
         let recorded = runtime().block_on(async {
             let stopper = stop.clone();
             tokio::spawn(async move {

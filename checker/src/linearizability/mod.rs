@@ -684,7 +684,7 @@ where
                 .filter(|&b| Some(b) != self.locally_checked);
             if let Some(last) = blocked.filter(|_| run.steps() > hard) {
                 self.locally_checked = Some(last);
-                if std::env::var_os("FAULTLINE_DEBUG_SEARCH").is_some() {
+                if search::debug_search() {
                     let b = last;
                     eprintln!(
                         "local window check at step {} around op {} (invoke index {}), depth {}",

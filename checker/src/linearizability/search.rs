@@ -222,6 +222,13 @@ pub(crate) struct Search<M: Model> {
     required: usize,
 }
 
+/// Whether `FAULTLINE_DEBUG_SEARCH` asks for per-search statistics on stderr; read once, since
+/// the window checks finish many small searches.
+pub(crate) fn debug_search() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("FAULTLINE_DEBUG_SEARCH").is_some())
+}
+
 /// How many members of `class` a usage used.
 fn count_in(used: &[(u32, u32)], class: u32) -> u32 {
     used.iter()
@@ -552,7 +559,7 @@ impl<M: Model> Search<M> {
     /// Ends a run: puts the list back as it was (so the search can run again from another
     /// state) and returns its memory to the budget.
     pub fn finish(&mut self, mut run: Run<M::State>, budget: &Budget<'_>) {
-        if std::env::var_os("FAULTLINE_DEBUG_SEARCH").is_some() {
+        if debug_search() {
             eprintln!(
                 "search: {} ops, {} required, {} classes, {} steps, {} cached",
                 self.ops,
