@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -72,9 +72,29 @@ fn status(addr: SocketAddr) -> Option<Value> {
     (code == 200).then_some(body)
 }
 
+/// A free loopback address for a node to bind.
 fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    free_port().expect("a free loopback port")
+}
+
+fn free_port() -> std::io::Result<SocketAddr> {
+    // Below the kernel's ephemeral range (32768 and up), so no outgoing connection can be
+    // handed this port between choosing it and the node binding it; each process starts at
+    // its own offset so that concurrent test processes rarely probe the same ports.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let offset = (std::process::id() % 100) * (COUNT / 100);
+    for _ in 0..COUNT {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port as u16)) {
+            return listener.local_addr();
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port below 32000",
+    ))
 }
 
 fn unique_dir(name: &str) -> PathBuf {

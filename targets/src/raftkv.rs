@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -91,10 +92,26 @@ pub struct RaftkvDb {
     started_pids: Mutex<BTreeSet<u32>>,
 }
 
-/// A free loopback port: bound, read, released. (Another process may take it before the node
-/// binds it; the node then fails to start and setup says so.)
+/// A free loopback port: bound, read, released. (Another process may still take it before the
+/// node binds it; the node then fails to start and setup says so.)
 fn free_port() -> Result<SocketAddr, std::io::Error> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
+    // Below the kernel's ephemeral range (32768 and up), so no outgoing connection can be
+    // handed this port between choosing it and the node binding it; each process starts at
+    // its own offset so that concurrent test processes rarely probe the same ports.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let offset = (std::process::id() % 100) * (COUNT / 100);
+    for _ in 0..COUNT {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port as u16)) {
+            return listener.local_addr();
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port below 32000",
+    ))
 }
 
 fn db_error(node: &str, phase: &'static str, why: impl Into<String>) -> HarnessError {
