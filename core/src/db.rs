@@ -57,6 +57,23 @@ pub trait Db: Send + Sync {
         None
     }
 
+    /// Which nodes believe they lead, if this database has leaders.
+    fn as_primary(&self) -> Option<&dyn Primary> {
+        None
+    }
+
+    /// Per-node clock offsets, if this database's processes run on a clock the harness can
+    /// move (libfaketime locally and in the lab, the system clock on VMs).
+    fn as_clock(&self) -> Option<&dyn ClockSkew> {
+        None
+    }
+
+    /// The network between nodes, when the database wires it itself (the local fault proxy
+    /// of processes on one machine). `None` means: use the hosts' network (iptables).
+    fn as_net(&self) -> Option<&dyn crate::net::Net> {
+        None
+    }
+
     /// Files on `node` worth copying into the store after the run (logs, data dirs).
     fn log_files(&self, _test: &Test, _node: &Node) -> Vec<PathBuf> {
         Vec::new()
@@ -97,6 +114,44 @@ pub trait Pause: Send + Sync {
         test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>>;
+}
+
+/// Which nodes are primaries (leaders) right now.
+///
+/// # Correctness
+/// Asks each node in `nodes` that answers; a node that does not answer is left out (never an
+/// error: under faults some nodes are expected not to answer). May return several nodes (two
+/// leaders in different terms during a partition) or none.
+pub trait Primary: Send + Sync {
+    fn primaries<'a>(
+        &'a self,
+        test: &'a Test,
+        nodes: &'a [Node],
+    ) -> BoxFuture<'a, Result<Vec<String>, HarnessError>>;
+}
+
+/// Moving one node's clock.
+///
+/// # Correctness
+/// - `set_offset` makes the node's processes read the real time plus `offset_ms` (negative:
+///   behind), from then on, without a restart; it replaces the previous offset.
+/// - `reset` is `set_offset(0)`; it must succeed on a node whose clock was never moved, and
+///   the runner calls it for every node on every exit path.
+pub trait ClockSkew: Send + Sync {
+    fn set_offset<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+        offset_ms: i64,
+    ) -> BoxFuture<'a, Result<(), HarnessError>>;
+
+    fn reset<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        self.set_offset(test, node, 0)
+    }
 }
 
 /// A database that is nothing: setup and teardown succeed and do nothing.

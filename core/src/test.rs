@@ -21,6 +21,10 @@ pub struct Test {
     pub nemesis: Vec<String>,
     /// The nodes the target runs on (names; a `Remote` per node reaches them).
     pub nodes: Vec<String>,
+    /// Where each node is reached, for nodes on other hosts (lab namespaces, VMs): node name
+    /// to IP address or host name. Empty when every node is a local process on loopback.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
     /// How long the main phase draws operations, in milliseconds.
     pub time_limit_ms: u64,
     /// How many worker tasks invoke operations at once.
@@ -85,6 +89,7 @@ impl Test {
             workload: workload.to_string(),
             nemesis: vec!["none".to_string()],
             nodes: vec!["n1".to_string()],
+            addresses: BTreeMap::new(),
             time_limit_ms: 1_000,
             concurrency: 5,
             rate_ops_per_sec: None,

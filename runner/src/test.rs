@@ -245,6 +245,7 @@ fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) ->
         workload: args.workload.clone(),
         nemesis: args.nemesis.clone(),
         nodes: Vec::new(),
+        addresses: BTreeMap::new(),
         time_limit_ms: (args.time_limit * 1e3).round() as u64,
         concurrency: args.concurrency,
         rate_ops_per_sec: (args.rate > 0.0).then_some(args.rate),

@@ -20,6 +20,8 @@
 //! Design decision: a target is plain data ([`Target`]: a db, a client template, its nodes)
 //! rather than another trait; the seams it is made of are the traits.
 
+pub mod daemon;
+pub mod http;
 pub mod local;
 pub mod memory;
 pub mod raftkv;

@@ -4,7 +4,9 @@
 //! `kill` command (`kill -STOP <pid>`), which keeps the crate free of `unsafe`. Upload and
 //! download are file copies.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use faultline_core::remote::{Command, ExecOutput, Remote, Signal};
 use faultline_core::{BoxFuture, HarnessError};
@@ -37,6 +39,28 @@ impl LocalRemote {
                 source,
             })
     }
+}
+
+/// A free loopback port: bound, read, released. (Another process may still take it before the
+/// node binds it; the node then fails to start and setup says so.)
+pub fn free_port() -> Result<SocketAddr, std::io::Error> {
+    // Below the kernel's ephemeral range (32768 and up), so no outgoing connection can be
+    // handed this port between choosing it and the node binding it; each process starts at
+    // its own offset so that concurrent test processes rarely probe the same ports.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let offset = (std::process::id() % 100) * (COUNT / 100);
+    for _ in 0..COUNT {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port as u16)) {
+            return listener.local_addr();
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port below 32000",
+    ))
 }
 
 /// The `kill` command's name for a signal.

@@ -23,20 +23,18 @@
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use faultline_core::remote::Signal;
 use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Test,
 };
 
+use crate::http::{Connection, RequestError, Response};
+use crate::local::free_port;
 use crate::{Target, TargetError};
 
 /// raftkv's bug switches (`raftkv --help`).
@@ -58,8 +56,6 @@ pub const READY_TIMEOUT_MS: u64 = 10_000;
 const READY_POLL_MS: u64 = 50;
 /// How long a killed node's process may take to be reaped.
 const REAP_TIMEOUT_MS: u64 = 5_000;
-/// The largest response head or body the client reads.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Loopback addresses of one node.
 #[derive(Debug, Clone, Copy)]
@@ -90,28 +86,6 @@ pub struct RaftkvDb {
     running: Mutex<BTreeMap<String, Running>>,
     /// Every pid ever started, for tests that check nothing is left behind.
     started_pids: Mutex<BTreeSet<u32>>,
-}
-
-/// A free loopback port: bound, read, released. (Another process may still take it before the
-/// node binds it; the node then fails to start and setup says so.)
-fn free_port() -> Result<SocketAddr, std::io::Error> {
-    // Below the kernel's ephemeral range (32768 and up), so no outgoing connection can be
-    // handed this port between choosing it and the node binding it; each process starts at
-    // its own offset so that concurrent test processes rarely probe the same ports.
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const FIRST: u32 = 20_000;
-    const COUNT: u32 = 12_000;
-    let offset = (std::process::id() % 100) * (COUNT / 100);
-    for _ in 0..COUNT {
-        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
-        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port as u16)) {
-            return listener.local_addr();
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free loopback port below 32000",
-    ))
 }
 
 fn db_error(node: &str, phase: &'static str, why: impl Into<String>) -> HarnessError {
@@ -411,108 +385,6 @@ impl RaftkvDb {
             Some(pid) => node.remote.signal(pid, signal).await,
             None => Ok(()),
         }
-    }
-}
-
-/// One HTTP response: status and JSON body (null when the body is not JSON).
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    body: Value,
-}
-
-/// Why a request got no response.
-#[derive(Debug)]
-enum RequestError {
-    /// Could not connect: nothing was sent.
-    Connect(String),
-    /// Sent (or partly sent), then the connection failed: the outcome is unknown.
-    Lost(String),
-}
-
-/// An HTTP/1.1 connection to one node, kept alive between requests.
-#[derive(Debug)]
-struct Connection {
-    stream: BufReader<TcpStream>,
-}
-
-impl Connection {
-    async fn connect(addr: SocketAddr) -> Result<Connection, RequestError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| RequestError::Connect(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Connection {
-            stream: BufReader::new(stream),
-        })
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Response, RequestError> {
-        let lost = |e: std::io::Error| RequestError::Lost(e.to_string());
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.as_bytes());
-        self.stream
-            .get_mut()
-            .write_all(&bytes)
-            .await
-            .map_err(lost)?;
-        // Status line.
-        let mut line = String::new();
-        let n = self.stream.read_line(&mut line).await.map_err(lost)?;
-        if n == 0 {
-            return Err(RequestError::Lost(
-                "connection closed before a response".into(),
-            ));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| RequestError::Lost(format!("bad status line {line:?}")))?;
-        let mut length = 0usize;
-        let mut head_bytes = line.len();
-        loop {
-            line.clear();
-            let n = self.stream.read_line(&mut line).await.map_err(lost)?;
-            head_bytes += n;
-            if n == 0 || head_bytes > MAX_RESPONSE_BYTES {
-                return Err(RequestError::Lost("truncated response head".into()));
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.trim().eq_ignore_ascii_case("content-length") {
-                    length = value
-                        .trim()
-                        .parse()
-                        .map_err(|_| RequestError::Lost(format!("bad header {header:?}")))?;
-                }
-            }
-        }
-        if length > MAX_RESPONSE_BYTES {
-            return Err(RequestError::Lost(format!(
-                "response body of {length} bytes"
-            )));
-        }
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).await.map_err(lost)?;
-        Ok(Response {
-            status,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        })
     }
 }
 
