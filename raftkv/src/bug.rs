@@ -26,6 +26,11 @@ pub enum Bug {
     /// responding to RPCs").
     /// Symptom: after a machine crash (power loss) a node forgets entries it acknowledged, so
     /// an acknowledged write disappears, or two nodes apply different commands at one index.
+    ///
+    /// The server's WAL also keeps acknowledged records in a write-back buffer for up to
+    /// [`crate::storage::WRITE_BACK_MS`] (as an operating system keeps dirty pages), so
+    /// that killing processes (SIGKILL), which cannot empty the real page cache, loses them
+    /// as a power loss would.
     NoFsync,
     /// The leader answers reads from local state while it holds a lease (a quorum acknowledged
     /// it within the last election timeout, counted in its own ticks), without ReadIndex and

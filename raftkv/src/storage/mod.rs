@@ -11,7 +11,7 @@ mod wal;
 
 pub use crc32::crc32;
 pub use memory::{MemStorage, SyncMode};
-pub use wal::FileStorage;
+pub use wal::{FileStorage, WRITE_BACK_MS};
 
 use crate::raft::{Entry, HardState, Ready, Recovered, Snapshot};
 use crate::Error;
