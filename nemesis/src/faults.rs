@@ -20,12 +20,12 @@ pub const PRIMARY_TIMEOUT_MS: u64 = 5_000;
 
 /// The fault injector of one run: a db's nodes, their network, and the faults asked for.
 pub struct Faults {
-    pub(crate) kinds: Vec<Kind>,
-    pub(crate) db: Arc<dyn Db>,
-    pub(crate) nodes: Vec<Node>,
+    kinds: Vec<Kind>,
+    db: Arc<dyn Db>,
+    nodes: Vec<Node>,
     /// The hosts' network, when given; else the db's own ([`Db::as_net`]).
-    pub(crate) net: Option<Arc<dyn Net>>,
-    pub(crate) timing: Timing,
+    net: Option<Arc<dyn Net>>,
+    timing: Timing,
     /// What may be in force right now. Each is marked *before* the fault is applied, so a
     /// future dropped halfway (panic, abort) leaves a superset, and teardown heals it.
     killed: BTreeSet<String>,
