@@ -209,7 +209,7 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
         }
         Err(e) => bail!("{e}"),
     };
-    faultline_nemesis::build(&test.nemesis, target.db, Vec::new())?;
+    faultline_nemesis::build(&test.nemesis, target.db, Vec::new(), None)?;
     if args.nodes.is_some() && args.target != "raftkv" {
         bail!("--nodes applies only to --target raftkv");
     }
@@ -344,7 +344,8 @@ fn run_one(
             remote: Arc::new(LocalRemote::new(name)),
         })
         .collect();
-    let mut nemesis = faultline_nemesis::build(&test.nemesis, target.db.clone(), nodes.clone())?;
+    let mut nemesis =
+        faultline_nemesis::build(&test.nemesis, target.db.clone(), nodes.clone(), None)?;
     let counters = Arc::new(Counters::default());
     let stop = Stop::default();
     *stop_slot.lock().expect("stop slot") = Some(stop.clone());

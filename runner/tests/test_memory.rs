@@ -333,7 +333,7 @@ fn targets_and_faults_not_built_yet_are_bad_arguments() {
                 "--store",
                 s,
             ],
-            "nemesis \"partition\" is not available yet",
+            "nemesis \"partition\" needs a network",
         ),
         (
             vec![

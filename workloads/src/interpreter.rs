@@ -8,6 +8,10 @@
 //! worker continues as a new process (`process + concurrency`, never reused), since the old
 //! request may still land, and with a freshly opened client.
 //!
+//! A nemesis task may run beside the workers ([`Interpreter::run_with_nemesis`]); it counts as
+//! one operation in flight until it returns, so the final generator (after a barrier) starts
+//! only once the nemesis has healed every fault and waited out its recovery time.
+//!
 //! The history writer is one OS thread fed by a bounded channel. It assigns `index` (the
 //! position in the file) and writes each event through [`HistoryWriter`], which flushes it, so
 //! a run killed at any moment leaves a readable history.
@@ -112,6 +116,11 @@ struct Shared {
     generator: BoxGen,
     rng: SmallRng,
     in_flight: usize,
+    /// The nemesis task counts as one more operation in flight until it returns (after its
+    /// final heal and recovery wait), as Jepsen's nemesis is one more thread: a barrier
+    /// (`phases`, and so the final generator of `plan`) waits for it. This is what keeps final
+    /// reads from starting before the cluster is healed and has had time to recover.
+    nemesis_running: bool,
     drawn: u64,
     /// Stop drawing at this many operations (half the history's event limit).
     max_ops: u64,
@@ -126,8 +135,9 @@ impl Shared {
             time_ns,
             thread,
             threads,
-            // The asking thread is idle, so every in-flight op is another thread's.
-            in_flight: self.in_flight,
+            // The asking thread is idle, so every in-flight op is another thread's (or the
+            // nemesis's).
+            in_flight: self.in_flight + usize::from(self.nemesis_running),
             rng: &mut self.rng,
         };
         let next = self.generator.op(&mut ctx);
@@ -145,6 +155,10 @@ impl Shared {
         );
         self.in_flight -= 1;
         self.generator.update(event);
+    }
+
+    fn nemesis_returned(&mut self) {
+        self.nemesis_running = false;
     }
 }
 
@@ -185,6 +199,13 @@ impl Interpreter {
     /// take their place in the file's real-time order) and a [`Stop`] raised when the
     /// workers stop drawing (the run's stop, or every worker done); it must heal and return
     /// soon after. Its error stops the run like a worker's.
+    ///
+    /// # Correctness
+    /// Until the nemesis future returns, the generator sees it as one operation in flight, so
+    /// a barrier (the final generator of [`crate::plan`]) opens only once it has returned.
+    /// The nemesis must therefore return on its own once the main phase is over (after its
+    /// final heal and recovery wait), not only when `stop` is raised: otherwise the final
+    /// generator never starts and the workers never finish.
     pub async fn run_with_nemesis<W, F, Fut>(
         self,
         history: HistoryWriter<W>,
@@ -209,6 +230,7 @@ impl Interpreter {
             generator: self.generator,
             rng: SmallRng::seed_from_u64(test.seed_for("generator")),
             in_flight: 0,
+            nemesis_running: true,
             drawn: 0,
             max_ops: limits.max_history_events / 2,
         }));
@@ -245,6 +267,8 @@ impl Interpreter {
             tokio::select! {
                 result = &mut nemesis, if !nemesis_done => {
                     nemesis_done = true;
+                    // Healed and recovered: the final generator may start.
+                    shared.lock().expect("generator lock").nemesis_returned();
                     if let Err(e) = result {
                         tracing::error!("nemesis stopped: {e}");
                         first_error.get_or_insert(e.into());
@@ -524,6 +548,19 @@ mod tests {
     }
 
     fn run(test: Test, client: Arc<dyn Client>, generator: BoxGen) -> (Recorded, Vec<Op>) {
+        run_with_nemesis(test, client, generator, |_recorder, _stop| async { Ok(()) })
+    }
+
+    fn run_with_nemesis<F, Fut>(
+        test: Test,
+        client: Arc<dyn Client>,
+        generator: BoxGen,
+        nemesis: F,
+    ) -> (Recorded, Vec<Op>)
+    where
+        F: FnOnce(NemesisRecorder, Stop) -> Fut,
+        Fut: std::future::Future<Output = Result<(), HarnessError>>,
+    {
         let bytes = Arc::new(Mutex::new(Vec::new()));
         struct Shared(Arc<Mutex<Vec<u8>>>);
         impl Write for Shared {
@@ -543,8 +580,9 @@ mod tests {
             counters: Arc::default(),
             stop: Stop::default(),
         };
-        let recorded =
-            runtime().block_on(interpreter.run(HistoryWriter::new(Shared(bytes.clone()))));
+        let recorded = runtime().block_on(
+            interpreter.run_with_nemesis(HistoryWriter::new(Shared(bytes.clone())), nemesis),
+        );
         let text = bytes.lock().unwrap().clone();
         let history = read_jsonl(text.as_slice(), "test").unwrap();
         (recorded, history.ops)
@@ -634,6 +672,52 @@ mod tests {
             "{processes:?}"
         );
         let _ = Value::Null;
+    }
+
+    /// The final generator (final reads) waits for the nemesis to return, that is until it
+    /// has healed and waited out the recovery time, even when the main phase ended long
+    /// before.
+    #[test]
+    fn final_operations_start_only_after_the_nemesis_has_healed_and_recovered() {
+        let mut test = Test::example("noop", "set", 1);
+        test.concurrency = 3;
+        let main = generator::time_limit(
+            50_000_000,
+            generator::rate(500.0, generator::repeat(Draft::new("add", json!(1)))),
+        );
+        let last = generator::once(Draft::new("read", Value::Null));
+        let recovery = Duration::from_millis(150);
+        let (recorded, ops) = run_with_nemesis(
+            test,
+            Arc::new(NoopClient),
+            generator::with_final(main, Some(last)),
+            |recorder, _stop| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(recorder.record("heal", json!({})).await);
+                tokio::time::sleep(recovery).await;
+                Ok(())
+            },
+        );
+        assert!(recorded.error.is_none(), "{:?}", recorded.error);
+        let heal = ops
+            .iter()
+            .position(|o| o.f == "heal")
+            .expect("a heal event");
+        let read = ops
+            .iter()
+            .position(|o| o.f == "read" && o.kind == OpType::Invoke)
+            .expect("the final read");
+        assert!(
+            ops[..heal].iter().any(|o| o.f == "add"),
+            "the main phase ran"
+        );
+        assert!(read > heal, "the final read comes after the heal");
+        let waited_ns = ops[read].time.unwrap() - ops[heal].time.unwrap();
+        assert!(
+            waited_ns >= recovery.as_nanos() as u64,
+            "the final read waited for the recovery: {waited_ns} ns"
+        );
+        assert!(ops[heal..].iter().all(|o| o.f != "add"));
     }
 
     /// A client that cannot connect.

@@ -112,7 +112,11 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
 }
 
 /// The whole run's generator: the main generator paced by `test.rate_ops_per_sec` and cut at
-/// `test.time_limit_ms`, then the final generator once the main operations have completed.
+/// `test.time_limit_ms`, then the final generator once the main operations have completed
+/// and, when it runs under [`interpreter::Interpreter::run_with_nemesis`], once the nemesis
+/// has returned: after its final heal and recovery wait (the barrier between the two phases
+/// counts the nemesis as an operation in flight). So final reads see a healed cluster that had
+/// time to recover.
 pub fn plan(test: &Test, main: BoxGen, final_generator: Option<BoxGen>) -> BoxGen {
     let paced = match test.rate_ops_per_sec {
         Some(rate) => generator::rate(rate, main),

@@ -1,0 +1,519 @@
+//! [`Faults`]: applies actions to a db's nodes and network, runs the schedule, and heals.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use faultline_core::{BoxFuture, Db, HarnessError, Invocation, Nemesis, Net, Node, Test};
+use faultline_workloads::interpreter::{NemesisRecorder, Stop};
+
+use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Topology};
+use crate::partition;
+use crate::schedule::{Kind, Plan, Schedule, Timing};
+
+/// How long the nemesis waits for the nodes to say who leads before it treats the leader as
+/// unknown (a paused or cut-off node may not answer at all).
+pub const PRIMARY_TIMEOUT_MS: u64 = 5_000;
+
+/// The fault injector of one run: a db's nodes, their network, and the faults asked for.
+pub struct Faults {
+    kinds: Vec<Kind>,
+    db: Arc<dyn Db>,
+    nodes: Vec<Node>,
+    /// The hosts' network, when given; else the db's own ([`Db::as_net`]).
+    net: Option<Arc<dyn Net>>,
+    timing: Timing,
+    /// What may be in force right now. Each is marked *before* the fault is applied, so a
+    /// future dropped halfway (panic, abort) leaves a superset, and teardown heals it.
+    killed: BTreeSet<String>,
+    paused: BTreeSet<String>,
+    skewed: BTreeSet<String>,
+    net_faulted: bool,
+    current: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) fn nemesis_error(f: &str, why: impl Into<String>) -> HarnessError {
+    HarnessError::Nemesis {
+        f: f.to_string(),
+        why: why.into(),
+    }
+}
+
+/// Resolves when `stop` is raised; never without one.
+async fn stopped(stop: Option<&Stop>) {
+    match stop {
+        Some(stop) => stop.stopped().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Faults {
+    pub(crate) fn new(
+        kinds: Vec<Kind>,
+        db: Arc<dyn Db>,
+        nodes: Vec<Node>,
+        net: Option<Arc<dyn Net>>,
+    ) -> Faults {
+        Faults {
+            kinds,
+            db,
+            nodes,
+            net,
+            timing: Timing::default(),
+            killed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            skewed: BTreeSet::new(),
+            net_faulted: false,
+            current: Arc::default(),
+        }
+    }
+
+    /// The same nemesis with another pace (gaps, fault lengths, recovery time).
+    pub fn with_timing(mut self, timing: Timing) -> Faults {
+        self.timing = timing;
+        self
+    }
+
+    /// The fault kinds this nemesis injects (empty for `none`).
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// The fault in force, for a progress line: `Some("partition majorities-ring")`,
+    /// `Some("kill n2,n4")`, `Some("heal")` during the final heal, `None` when nothing is.
+    /// The schedule updates it; readers lock it briefly.
+    pub fn current(&self) -> Arc<Mutex<Option<String>>> {
+        self.current.clone()
+    }
+
+    fn set_current(&self, what: Option<String>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = what;
+    }
+
+    fn net(&self) -> Option<&dyn Net> {
+        self.net.as_deref().or_else(|| self.db.as_net())
+    }
+
+    /// Whether the network can add latency: the db's own network (the local fault proxy)
+    /// can; the hosts' network (iptables, on a kernel without netem) cannot.
+    fn net_delays(&self) -> bool {
+        self.net.is_none() && self.db.as_net().is_some()
+    }
+
+    fn node(&self, f: &str, name: &str) -> Result<&Node, HarnessError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| nemesis_error(f, format!("no node {name:?} in this test")))
+    }
+
+    /// Does `action` (not its hold: see [`Faults::hold`]) and returns what to record.
+    pub(crate) async fn apply(
+        &mut self,
+        test: &Test,
+        action: &Action,
+    ) -> Result<Value, HarnessError> {
+        let f = action.f();
+        let missing = |what: &str| nemesis_error(f, format!("the target has no {what}"));
+        // Names are checked before anything is done, so a bad invocation changes nothing.
+        let names: Vec<&String> = match action {
+            Action::Kill(t) | Action::Pause(t) => t.nodes.iter().collect(),
+            Action::Start(n) | Action::Resume(n) | Action::ResetClock(n) => {
+                n.nodes.iter().collect()
+            }
+            Action::BumpClock(o) => o.offsets_ms.keys().collect(),
+            Action::StrobeClock(s) => s.offsets_ms.keys().collect(),
+            Action::StartPartition(p) => p
+                .grudge
+                .iter()
+                .flat_map(|(k, v)| v.iter().chain([k]))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for name in names {
+            self.node(f, name)?;
+        }
+        // Owned handles, so that `self` stays free to mark what is in force.
+        let db = self.db.clone();
+        let given_net = self.net.clone();
+        let net = given_net.as_deref().or_else(|| db.as_net());
+        match action {
+            Action::StartPartition(Partition { grudge, .. }) => {
+                let net = net.ok_or_else(|| missing("network to cut"))?;
+                self.net_faulted = true;
+                net.partition(test, grudge).await?;
+            }
+            Action::StartLoss(impairment) => {
+                if !(0.0..=1.0).contains(&impairment.loss) {
+                    return Err(nemesis_error(
+                        f,
+                        format!("loss {} is not a probability", impairment.loss),
+                    ));
+                }
+                let net = net.ok_or_else(|| missing("network to impair"))?;
+                self.net_faulted = true;
+                net.impair(test, impairment).await?;
+            }
+            Action::StopPartition(_) | Action::StopLoss(_) => {
+                let net = net.ok_or_else(|| missing("network to heal"))?;
+                net.heal(test).await?;
+                self.net_faulted = false;
+            }
+            Action::Kill(targets) => {
+                let kill = db.as_kill().ok_or_else(|| missing("kill capability"))?;
+                for name in &targets.nodes {
+                    self.killed.insert(name.clone());
+                    self.paused.remove(name);
+                    kill.kill(test, self.node(f, name)?).await?;
+                }
+            }
+            Action::Start(Nodes { nodes }) => {
+                let kill = db.as_kill().ok_or_else(|| missing("kill capability"))?;
+                for name in nodes {
+                    kill.start(test, self.node(f, name)?).await?;
+                    self.killed.remove(name);
+                }
+            }
+            Action::Pause(targets) => {
+                let pause = db.as_pause().ok_or_else(|| missing("pause capability"))?;
+                for name in &targets.nodes {
+                    self.paused.insert(name.clone());
+                    pause.pause(test, self.node(f, name)?).await?;
+                }
+            }
+            Action::Resume(Nodes { nodes }) => {
+                let pause = db.as_pause().ok_or_else(|| missing("pause capability"))?;
+                for name in nodes {
+                    pause.resume(test, self.node(f, name)?).await?;
+                    self.paused.remove(name);
+                }
+            }
+            Action::BumpClock(crate::action::Offsets { offsets_ms })
+            | Action::StrobeClock(Strobe { offsets_ms, .. }) => {
+                let clock = db.as_clock().ok_or_else(|| missing("clock to move"))?;
+                for (name, offset) in offsets_ms {
+                    self.skewed.insert(name.clone());
+                    clock.set_offset(test, self.node(f, name)?, *offset).await?;
+                }
+            }
+            Action::ResetClock(Nodes { nodes }) => {
+                let clock = db.as_clock().ok_or_else(|| missing("clock to move"))?;
+                for name in nodes {
+                    clock.reset(test, self.node(f, name)?).await?;
+                    self.skewed.remove(name);
+                }
+            }
+            Action::Heal => {
+                let (report, result) = self.heal(test).await;
+                result?;
+                return Ok(serde_json::to_value(report).expect("plain data"));
+            }
+        }
+        tracing::info!("nemesis {f} {}", action.value());
+        Ok(action.value())
+    }
+
+    /// Holds `action` until `deadline` or the stop: a strobe flips its clocks meanwhile,
+    /// anything else just waits.
+    pub(crate) async fn hold(
+        &self,
+        test: &Test,
+        action: &Action,
+        deadline: Instant,
+        stop: Option<&Stop>,
+    ) -> Result<(), HarnessError> {
+        let Action::StrobeClock(strobe) = action else {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stopped(stop) => {}
+            }
+            return Ok(());
+        };
+        let clock = self
+            .db
+            .as_clock()
+            .ok_or_else(|| nemesis_error(action.f(), "the target has no clock to move"))?;
+        let period = Duration::from_millis(strobe.period_ms.max(1));
+        // `apply` set the offsets: the first half-period is "on".
+        let mut on = true;
+        let mut flips = 0u64;
+        loop {
+            let next = (Instant::now() + period).min(deadline);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stopped(stop) => break,
+            }
+            if next >= deadline {
+                break;
+            }
+            on = !on;
+            flips += 1;
+            for (name, offset) in &strobe.offsets_ms {
+                let node = self.node(action.f(), name)?;
+                clock
+                    .set_offset(test, node, if on { *offset } else { 0 })
+                    .await?;
+            }
+        }
+        tracing::debug!("strobe: {flips} flips");
+        Ok(())
+    }
+
+    /// Heals everything this nemesis may have done, going on past errors; returns what it
+    /// did and the first error. The network is healed first, so restarted nodes can talk.
+    pub(crate) async fn heal(&mut self, test: &Test) -> (HealReport, Result<(), HarnessError>) {
+        let mut report = HealReport::default();
+        let mut first_error: Option<HarnessError> = None;
+        let asked = |kind: Kind| self.kinds.contains(&kind);
+        let heal_net = asked(Kind::Partition) || asked(Kind::Loss) || self.net_faulted;
+        if heal_net {
+            if let Some(net) = self.net() {
+                match net.heal(test).await {
+                    Ok(()) => report.net = true,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if report.net {
+                self.net_faulted = false;
+            }
+        }
+        if asked(Kind::Clock) || !self.skewed.is_empty() {
+            if let Some(clock) = self.db.as_clock() {
+                for node in &self.nodes {
+                    match clock.reset(test, node).await {
+                        Ok(()) => {
+                            self.skewed.remove(&node.name);
+                            report.clocks_reset.push(node.name.clone());
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if asked(Kind::Pause) || !self.paused.is_empty() {
+            if let Some(pause) = self.db.as_pause() {
+                // Every node, not only those marked: resuming a running process is harmless.
+                for node in &self.nodes {
+                    match pause.resume(test, node).await {
+                        Ok(()) => {
+                            self.paused.remove(&node.name);
+                            report.resumed.push(node.name.clone());
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(kill) = self.db.as_kill() {
+            for node in &self.nodes {
+                if !self.killed.contains(&node.name) {
+                    continue;
+                }
+                match kill.start(test, node).await {
+                    Ok(()) => {
+                        self.killed.remove(&node.name);
+                        report.started.push(node.name.clone());
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        (report, first_error.map_or(Ok(()), Err))
+    }
+
+    /// The plan as an action: for `isolate-leader`, asks the db who leads now.
+    pub(crate) async fn resolve(&self, test: &Test, plan: Plan) -> Result<Action, HarnessError> {
+        let (fallback, pick) = match plan {
+            Plan::Apply(action) => return Ok(action),
+            Plan::IsolateLeader { fallback, pick } => (fallback, pick),
+        };
+        let mut leaders = match self.db.as_primary() {
+            None => Vec::new(),
+            Some(primary) => {
+                let limit = Duration::from_millis(PRIMARY_TIMEOUT_MS);
+                match tokio::time::timeout(limit, primary.primaries(test, &self.nodes)).await {
+                    Ok(answer) => answer?,
+                    Err(_) => {
+                        tracing::warn!("no node said who leads within {PRIMARY_TIMEOUT_MS} ms");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        leaders.retain(|leader| self.nodes.iter().any(|n| n.name == *leader));
+        leaders.sort();
+        leaders.dedup();
+        let leader =
+            (!leaders.is_empty()).then(|| leaders[(pick % leaders.len() as u64) as usize].clone());
+        if leader.is_none() {
+            tracing::warn!("no leader known; isolating {fallback}, drawn at random, instead");
+        }
+        let isolated = leader.clone().unwrap_or(fallback);
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let grudge = partition::isolate(&names, &isolated);
+        Ok(Action::StartPartition(Partition {
+            topology: Topology::IsolateLeader { isolated, leader },
+            grudge,
+        }))
+    }
+
+    /// Applies `action`, then records it (after it took effect: a kill recorded at time t
+    /// means the node was down from t on).
+    async fn apply_recorded(
+        &mut self,
+        test: &Test,
+        recorder: &NemesisRecorder,
+        action: &Action,
+    ) -> Result<(), HarnessError> {
+        let value = self.apply(test, action).await?;
+        if !recorder.record(action.f(), value).await {
+            return Err(nemesis_error(action.f(), "the history writer stopped"));
+        }
+        Ok(())
+    }
+
+    /// The fault schedule, seeded from `test.seed_for("nemesis")`: a quiet gap, then one fault
+    /// drawn from the mix, held for a while, then undone; again until the main phase ends
+    /// (`test.time_limit_ms` on the recorder's clock) or `stop` is raised. At most one fault is
+    /// in force at a time. Every fault and undo is recorded as a nemesis event.
+    ///
+    /// Then, on every path out of the schedule, the final heal (recorded as `heal`) and, unless
+    /// `stop` was raised, the recovery wait (`timing.recovery_ms`), so that the final
+    /// operations, which wait for this future, meet a healed cluster that had time to recover.
+    pub async fn run(
+        &mut self,
+        test: &Test,
+        recorder: NemesisRecorder,
+        stop: Stop,
+    ) -> Result<(), HarnessError> {
+        if self.kinds.is_empty() || self.nodes.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut schedule = Schedule::new(
+            test.seed_for("nemesis"),
+            &self.kinds,
+            &names,
+            self.net_delays(),
+            self.timing.clone(),
+        );
+        if schedule.kinds().is_empty() {
+            tracing::warn!(
+                "no fault of {:?} applies to {} node(s); injecting nothing",
+                self.kinds,
+                names.len()
+            );
+            return Ok(());
+        }
+        let end_ns = test.time_limit_ms.saturating_mul(1_000_000);
+        // The deadline `ms` from now, cut at the end of the main phase.
+        let deadline = |ms: u64| {
+            let left_ms = end_ns.saturating_sub(recorder.now_ns()) / 1_000_000;
+            Instant::now() + Duration::from_millis(ms.min(left_ms))
+        };
+        let phase_over = || stop.is_stopped() || recorder.now_ns() >= end_ns;
+        let result = async {
+            loop {
+                let planned = schedule.next_fault();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline(planned.gap_ms)) => {}
+                    _ = stop.stopped() => return Ok(()),
+                }
+                if phase_over() {
+                    return Ok(());
+                }
+                let action = self.resolve(test, planned.plan).await?;
+                self.set_current(Some(action.describe()));
+                self.apply_recorded(test, &recorder, &action).await?;
+                self.hold(test, &action, deadline(planned.hold_ms), Some(&stop))
+                    .await?;
+                if let Some(undo) = action.undo() {
+                    self.apply_recorded(test, &recorder, &undo).await?;
+                }
+                self.set_current(None);
+                if phase_over() {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        // The final heal, on every path out of the schedule: it also undoes a fault left in
+        // force by an error above.
+        self.set_current(Some("heal".to_string()));
+        let (report, healed) = self.heal(test).await;
+        self.set_current(None);
+        let value = serde_json::to_value(&report).expect("plain data");
+        let recorded = if recorder.record(Action::Heal.f(), value).await {
+            Ok(())
+        } else {
+            Err(nemesis_error("heal", "the history writer stopped"))
+        };
+        let result = result.and(healed).and(recorded);
+        if result.is_ok() && !stop.is_stopped() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(self.timing.recovery_ms)) => {}
+                _ = stop.stopped() => {}
+            }
+        }
+        result
+    }
+}
+
+impl Nemesis for Faults {
+    /// Heals what an earlier, crashed run may have left (the network, clocks): the run starts
+    /// from a healed cluster. Nothing is recorded: the history has not started.
+    fn setup<'a>(&'a mut self, test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async move { self.heal(test).await.1 })
+    }
+
+    /// Does the action the event names (`f` and `value` as the schedule records them) and
+    /// returns the value to record. A `strobe-clock` flips for its `duration_ms` before it
+    /// returns; `reset-clock` undoes it.
+    fn invoke<'a>(
+        &'a mut self,
+        test: &'a Test,
+        op: &'a Invocation,
+    ) -> BoxFuture<'a, Result<Value, HarnessError>> {
+        Box::pin(async move {
+            let action =
+                Action::parse(&op.f, &op.value).map_err(|why| nemesis_error(&op.f, why))?;
+            let value = self.apply(test, &action).await?;
+            if let Action::StrobeClock(strobe) = &action {
+                let deadline = Instant::now() + Duration::from_millis(strobe.duration_ms);
+                self.hold(test, &action, deadline, None).await?;
+            }
+            Ok(value)
+        })
+    }
+
+    /// Heals everything, whether or not anything was injected: the network when partitions or
+    /// loss were asked for, every node's clock when clock faults were, every node resumed when
+    /// pauses were, every killed node started. Goes on past errors and returns the first;
+    /// succeeds when run twice.
+    fn teardown<'a>(&'a mut self, test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async move {
+            let (report, result) = self.heal(test).await;
+            self.set_current(None);
+            tracing::info!(
+                "nemesis teardown: {}",
+                serde_json::to_value(&report).expect("plain data")
+            );
+            result
+        })
+    }
+}

@@ -1,0 +1,453 @@
+//! The fault schedule: a pure, seeded sequence of faults to inject.
+//!
+//! [`Schedule::next`] draws, in this order and from one RNG seeded from the test's seed: the
+//! quiet gap before the fault, how long it is held, its kind (uniformly from the mix), its
+//! variant (uniformly from those that make sense for this many nodes), and its parameters
+//! (nodes, offsets, probabilities). Nothing here reads a clock or asks a node, so the same
+//! seed gives the same sequence; the one choice made at run time (which node leads, for
+//! `isolate-leader`) is drawn here as a fallback node and an index, so that the RNG stream
+//! does not depend on what the cluster answered.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use faultline_core::Impairment;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::action::{Action, Offsets, Partition, Strobe, Target, Targets, Topology};
+use crate::partition::{self, majority};
+
+/// A fault kind, as `--nemesis` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Partition,
+    Loss,
+    Pause,
+    Kill,
+    Clock,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Partition => "partition",
+            Kind::Loss => "loss",
+            Kind::Pause => "pause",
+            Kind::Kill => "kill",
+            Kind::Clock => "clock",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [
+            Kind::Partition,
+            Kind::Loss,
+            Kind::Pause,
+            Kind::Kill,
+            Kind::Clock,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+
+    /// Partitions and loss act on links between nodes: with one node there are none.
+    fn min_nodes(self) -> usize {
+        match self {
+            Kind::Partition | Kind::Loss => 2,
+            Kind::Pause | Kind::Kill | Kind::Clock => 1,
+        }
+    }
+}
+
+/// The schedule's pace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// The quiet time before each fault is drawn from this range (ms).
+    pub gap_ms: RangeInclusive<u64>,
+    /// How long each fault is held before it is undone, drawn from this range (ms).
+    pub fault_ms: RangeInclusive<u64>,
+    /// After the final heal, how long the cluster gets to recover before the final
+    /// operations (final reads) start (ms). Skipped when no fault kind was asked for.
+    pub recovery_ms: u64,
+}
+
+/// Quiet gaps of 0.5 to 1.5 s between faults.
+pub const GAP_MS: RangeInclusive<u64> = 500..=1_500;
+/// Faults held 1 to 3 s.
+pub const FAULT_MS: RangeInclusive<u64> = 1_000..=3_000;
+/// 3 s to recover: a few Raft election timeouts of raftkv. ZooKeeper needs more after long
+/// partitions (its election back-off), so its runs should set a longer one.
+pub const RECOVERY_MS: u64 = 3_000;
+/// A clock bump moves a node by 100 ms to 60 s (either way), log-uniformly: small skews,
+/// which leases and timeouts are most sensitive to, are as likely per decade as large ones.
+pub const CLOCK_OFFSET_MS: RangeInclusive<i64> = 100..=60_000;
+/// A strobe flips every 5 to 100 ms (a lower bound: each flip is a command per node).
+pub const STROBE_PERIOD_MS: RangeInclusive<u64> = 5..=100;
+/// Loss drops 20 % to 50 % of packets (chunks, for a proxy), in whole percents.
+pub const LOSS_PERCENT: RangeInclusive<u32> = 20..=50;
+/// Added latency, when the network can delay: 10 to 200 ms.
+pub const LATENCY_MS: RangeInclusive<u64> = 10..=200;
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            gap_ms: GAP_MS,
+            fault_ms: FAULT_MS,
+            recovery_ms: RECOVERY_MS,
+        }
+    }
+}
+
+/// A fault to inject, as drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Inject exactly this.
+    Apply(Action),
+    /// Isolate the leader: known only at run time. When several nodes claim to lead, the one
+    /// at `pick` modulo their number (in name order); when none does, `fallback`.
+    IsolateLeader { fallback: String, pick: u64 },
+}
+
+/// One step of the schedule: wait `gap_ms`, inject `plan`, hold it `hold_ms`, undo it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub gap_ms: u64,
+    pub hold_ms: u64,
+    pub plan: Plan,
+}
+
+/// The seeded sequence of faults for one run.
+pub struct Schedule {
+    rng: SmallRng,
+    kinds: Vec<Kind>,
+    nodes: Vec<String>,
+    /// Whether the network can delay packets (the local fault proxy can; iptables cannot,
+    /// as this kernel has no netem), so latency is drawn only where it can be applied.
+    latency: bool,
+    timing: Timing,
+}
+
+impl Schedule {
+    /// The schedule over `nodes` for the fault `kinds`. Kinds that need more nodes than there
+    /// are (a partition of one node) are left out of the mix; see [`Schedule::kinds`].
+    pub fn new(
+        seed: u64,
+        kinds: &[Kind],
+        nodes: &[String],
+        latency: bool,
+        timing: Timing,
+    ) -> Schedule {
+        assert!(
+            !timing.gap_ms.is_empty() && !timing.fault_ms.is_empty(),
+            "empty timing ranges: {timing:?}"
+        );
+        let mut kinds: Vec<Kind> = kinds
+            .iter()
+            .copied()
+            .filter(|kind| nodes.len() >= kind.min_nodes())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        Schedule {
+            rng: SmallRng::seed_from_u64(seed),
+            kinds,
+            nodes: nodes.to_vec(),
+            latency,
+            timing,
+        }
+    }
+
+    /// The kinds this schedule draws from (those that apply to this many nodes).
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    /// The next fault. Panics when [`Schedule::kinds`] is empty: there is nothing to draw.
+    pub fn next_fault(&mut self) -> Planned {
+        assert!(!self.kinds.is_empty(), "a schedule with no fault kinds");
+        let gap_ms = self.rng.gen_range(self.timing.gap_ms.clone());
+        let hold_ms = self.rng.gen_range(self.timing.fault_ms.clone());
+        let kind = self.kinds[self.rng.gen_range(0..self.kinds.len())];
+        let plan = match kind {
+            Kind::Partition => self.partition(),
+            Kind::Loss => Plan::Apply(Action::StartLoss(self.loss())),
+            Kind::Kill => Plan::Apply(Action::Kill(self.targets())),
+            Kind::Pause => Plan::Apply(Action::Pause(self.targets())),
+            Kind::Clock => Plan::Apply(self.clock(hold_ms)),
+        };
+        Planned {
+            gap_ms,
+            hold_ms,
+            plan,
+        }
+    }
+
+    fn partition(&mut self) -> Plan {
+        let n = self.nodes.len();
+        // (variant, the fewest nodes it is a real partition of)
+        let variants: Vec<&str> = [
+            ("halves", 2),
+            ("isolate-one", 2),
+            ("isolate-leader", 2),
+            ("bridge", 3),
+            ("majorities-ring", 4),
+        ]
+        .into_iter()
+        .filter(|(_, min)| n >= *min)
+        .map(|(name, _)| name)
+        .collect();
+        let rng = &mut self.rng;
+        let nodes = &self.nodes;
+        let (topology, grudge) = match variants[rng.gen_range(0..variants.len())] {
+            "halves" => (Topology::Halves, partition::random_halves(nodes, rng)),
+            "isolate-one" => {
+                let isolated = nodes[rng.gen_range(0..n)].clone();
+                let grudge = partition::isolate(nodes, &isolated);
+                (Topology::IsolateOne { isolated }, grudge)
+            }
+            "isolate-leader" => {
+                let fallback = nodes[rng.gen_range(0..n)].clone();
+                let pick = rng.gen();
+                return Plan::IsolateLeader { fallback, pick };
+            }
+            "bridge" => {
+                let (bridge, grudge) = partition::bridge(nodes, rng);
+                (Topology::Bridge { bridge }, grudge)
+            }
+            _ => (
+                Topology::MajoritiesRing,
+                partition::majorities_ring(nodes, rng),
+            ),
+        };
+        Plan::Apply(Action::StartPartition(Partition { topology, grudge }))
+    }
+
+    fn loss(&mut self) -> Impairment {
+        let variants: &[(bool, bool)] = if self.latency {
+            &[(true, false), (false, true), (true, true)]
+        } else {
+            &[(true, false)]
+        };
+        let (loss, latency) = variants[self.rng.gen_range(0..variants.len())];
+        let loss = if loss {
+            f64::from(self.rng.gen_range(LOSS_PERCENT)) / 100.0
+        } else {
+            0.0
+        };
+        let latency_ms = if latency {
+            self.rng.gen_range(LATENCY_MS)
+        } else {
+            0
+        };
+        Impairment { loss, latency_ms }
+    }
+
+    /// `size` distinct random nodes, in the nodes' own order.
+    fn subset(&mut self, size: usize) -> Vec<String> {
+        let mut chosen: Vec<usize> = (0..self.nodes.len()).collect();
+        chosen.shuffle(&mut self.rng);
+        chosen.truncate(size);
+        chosen.sort_unstable();
+        chosen.into_iter().map(|i| self.nodes[i].clone()).collect()
+    }
+
+    fn targets(&mut self) -> Targets {
+        let n = self.nodes.len();
+        let minority = majority(n) - 1;
+        let variants: Vec<Target> = [Target::One, Target::Minority, Target::Majority, Target::All]
+            .into_iter()
+            .filter(|t| *t != Target::Minority || minority > 0)
+            .collect();
+        let target = variants[self.rng.gen_range(0..variants.len())];
+        let size = match target {
+            Target::One => 1,
+            Target::Minority => minority,
+            Target::Majority => majority(n),
+            Target::All => n,
+        };
+        Targets {
+            target,
+            nodes: self.subset(size),
+        }
+    }
+
+    fn clock(&mut self, hold_ms: u64) -> Action {
+        let strobe = self.rng.gen_bool(0.5);
+        let size = self.rng.gen_range(1..=self.nodes.len());
+        let nodes = self.subset(size);
+        let (low, high) = (
+            (*CLOCK_OFFSET_MS.start() as f64).ln(),
+            (*CLOCK_OFFSET_MS.end() as f64).ln(),
+        );
+        let offsets_ms: BTreeMap<String, i64> = nodes
+            .into_iter()
+            .map(|node| {
+                let magnitude = (self.rng.gen_range(low..=high).exp().round() as i64)
+                    .clamp(*CLOCK_OFFSET_MS.start(), *CLOCK_OFFSET_MS.end());
+                let sign = if self.rng.gen_bool(0.5) { 1 } else { -1 };
+                (node, sign * magnitude)
+            })
+            .collect();
+        if strobe {
+            Action::StrobeClock(Strobe {
+                offsets_ms,
+                period_ms: self.rng.gen_range(STROBE_PERIOD_MS),
+                duration_ms: hold_ms,
+            })
+        } else {
+            Action::BumpClock(Offsets { offsets_ms })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Nodes;
+    use std::collections::BTreeSet;
+
+    const ALL: [Kind; 5] = [
+        Kind::Partition,
+        Kind::Loss,
+        Kind::Pause,
+        Kind::Kill,
+        Kind::Clock,
+    ];
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    fn draw(seed: u64, n: usize, count: usize) -> Vec<Planned> {
+        let mut schedule = Schedule::new(seed, &ALL, &names(n), true, Timing::default());
+        (0..count).map(|_| schedule.next_fault()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedule() {
+        assert_eq!(draw(77, 5, 200), draw(77, 5, 200));
+        assert_ne!(draw(77, 5, 20), draw(78, 5, 20));
+    }
+
+    #[test]
+    fn every_kind_and_variant_is_drawn_and_within_its_bounds() {
+        let n = 5;
+        let nodes: BTreeSet<String> = names(n).into_iter().collect();
+        let mut seen = BTreeSet::new();
+        for planned in draw(5, n, 2_000) {
+            assert!(GAP_MS.contains(&planned.gap_ms));
+            assert!(FAULT_MS.contains(&planned.hold_ms));
+            let action = match planned.plan {
+                Plan::IsolateLeader { fallback, .. } => {
+                    assert!(nodes.contains(&fallback));
+                    seen.insert("partition isolate-leader".to_string());
+                    continue;
+                }
+                Plan::Apply(action) => action,
+            };
+            match &action {
+                Action::StartPartition(p) => {
+                    assert!(!p.grudge.is_empty(), "{p:?}");
+                    assert!(p.grudge.keys().all(|k| nodes.contains(k)));
+                    seen.insert(format!("partition {}", p.topology.name()));
+                }
+                Action::StartLoss(i) => {
+                    assert!(i.loss == 0.0 || (0.2..=0.5).contains(&i.loss), "{i:?}");
+                    assert!(i.latency_ms == 0 || LATENCY_MS.contains(&i.latency_ms));
+                    assert!(
+                        i.loss > 0.0 || i.latency_ms > 0,
+                        "an impairment that does nothing"
+                    );
+                    seen.insert(format!("loss {} {}", i.loss > 0.0, i.latency_ms > 0));
+                }
+                Action::Kill(t) | Action::Pause(t) => {
+                    let expected = match t.target {
+                        Target::One => 1,
+                        Target::Minority => 2,
+                        Target::Majority => 3,
+                        Target::All => 5,
+                    };
+                    assert_eq!(t.nodes.len(), expected, "{t:?}");
+                    let distinct: BTreeSet<&String> = t.nodes.iter().collect();
+                    assert_eq!(distinct.len(), expected);
+                    assert!(t.nodes.iter().all(|node| nodes.contains(node)));
+                    seen.insert(format!("{} {}", action.f(), t.target.name()));
+                }
+                Action::BumpClock(Offsets { offsets_ms })
+                | Action::StrobeClock(Strobe { offsets_ms, .. }) => {
+                    assert!(!offsets_ms.is_empty());
+                    for offset in offsets_ms.values() {
+                        assert!(CLOCK_OFFSET_MS.contains(&offset.abs()), "{offset}");
+                    }
+                    if let Action::StrobeClock(s) = &action {
+                        assert!(STROBE_PERIOD_MS.contains(&s.period_ms));
+                        assert_eq!(s.duration_ms, planned.hold_ms);
+                    }
+                    seen.insert(action.f().to_string());
+                }
+                other => panic!("the schedule drew an undo: {other:?}"),
+            }
+            // And each fault's undo names the same nodes.
+            if let Some(Action::Start(Nodes { nodes: undone }))
+            | Some(Action::Resume(Nodes { nodes: undone })) = action.undo()
+            {
+                let (Action::Kill(t) | Action::Pause(t)) = &action else {
+                    unreachable!()
+                };
+                assert_eq!(undone, t.nodes);
+            }
+        }
+        let expected = [
+            "partition halves",
+            "partition isolate-one",
+            "partition isolate-leader",
+            "partition majorities-ring",
+            "partition bridge",
+            "loss true false",
+            "loss false true",
+            "loss true true",
+            "kill one",
+            "kill minority",
+            "kill majority",
+            "kill all",
+            "pause one",
+            "pause minority",
+            "pause majority",
+            "pause all",
+            "bump-clock",
+            "strobe-clock",
+        ];
+        for variant in expected {
+            assert!(seen.contains(variant), "{variant} never drawn: {seen:?}");
+        }
+        assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    }
+
+    #[test]
+    fn without_latency_only_loss_is_drawn() {
+        let mut schedule = Schedule::new(1, &[Kind::Loss], &names(3), false, Timing::default());
+        for _ in 0..200 {
+            let Plan::Apply(Action::StartLoss(i)) = schedule.next_fault().plan else {
+                panic!()
+            };
+            assert_eq!(i.latency_ms, 0);
+            assert!(i.loss >= 0.2);
+        }
+    }
+
+    #[test]
+    fn small_clusters_draw_only_what_applies_to_them() {
+        let one = Schedule::new(1, &ALL, &names(1), true, Timing::default());
+        assert_eq!(one.kinds(), &[Kind::Pause, Kind::Kill, Kind::Clock]);
+        // Three nodes: partitions, but never a (degenerate) ring.
+        let mut three = Schedule::new(2, &[Kind::Partition], &names(3), true, Timing::default());
+        for _ in 0..300 {
+            if let Plan::Apply(Action::StartPartition(p)) = three.next_fault().plan {
+                assert_ne!(p.topology, Topology::MajoritiesRing);
+                assert!(!p.grudge.is_empty());
+            }
+        }
+    }
+}
