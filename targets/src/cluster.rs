@@ -30,10 +30,12 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use faultline_core::{HarnessError, Test};
+use faultline_core::remote::Command;
+use faultline_core::{HarnessError, Remote, Test};
 
 use crate::local::free_port;
 use crate::TargetError;
@@ -237,6 +239,36 @@ pub fn unique_token(test: &Test) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The last lines of a log on the node, for an error message.
+pub async fn log_tail(remote: &dyn Remote, path: &str) -> String {
+    match remote.exec(&Command::new("tail", &["-n", "5", path])).await {
+        Ok(out) if out.success() => format!(
+            "last lines of {path}:\n{}",
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ),
+        _ => format!("see {path}"),
+    }
+}
+
+/// `host:port` to a socket address (an IP, or a name the resolver knows).
+pub async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = addr.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("resolving {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to nothing"))
+}
+
+/// A request's own timeout when option `request_timeout_ms` is not given: nine tenths of the
+/// per-op timeout, so the client classifies a slow request (a read as `fail`) before the
+/// interpreter cuts it off as `info`.
+pub fn default_request_timeout_ms(test: &Test) -> u64 {
+    (test.limits.op_timeout_ms * 9 / 10).max(1)
 }
 
 /// A target's options (`test.target_options`), checked against the names it knows.

@@ -41,7 +41,7 @@ use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Primary, Test,
 };
 
-use crate::cluster::{self, Cluster, Endpoint, Options};
+use crate::cluster::{self, log_tail, resolve, Cluster, Endpoint, Options};
 use crate::daemon::{self, Daemon};
 use crate::http::{Connection, RequestError, Response};
 use crate::{Target, TargetError};
@@ -164,8 +164,9 @@ impl EtcdDb {
         ]))
     }
 
-    /// Where `node`'s clients connect.
-    fn client_addr(&self, node: &str) -> Result<String, HarnessError> {
+    /// Where `node`'s clients connect (`host:port`; in local mode known after the first
+    /// setup chose the ports).
+    pub fn client_addr(&self, node: &str) -> Result<String, HarnessError> {
         Ok(self.cluster.endpoint(node)?.addr(CLIENT))
     }
 
@@ -252,29 +253,6 @@ impl EtcdDb {
             .remove(&node.name);
         Ok(())
     }
-}
-
-/// The last lines of a log on the node, for an error message.
-pub(crate) async fn log_tail(remote: &dyn faultline_core::Remote, path: &str) -> String {
-    match remote.exec(&Command::new("tail", &["-n", "5", path])).await {
-        Ok(out) if out.success() => format!(
-            "last lines of {path}:\n{}",
-            String::from_utf8_lossy(&out.stdout).trim_end()
-        ),
-        _ => format!("see {path}"),
-    }
-}
-
-/// `host:port` to a socket address (an IP, or a name the resolver knows).
-pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = addr.parse() {
-        return Ok(addr);
-    }
-    tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| format!("resolving {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr} resolves to nothing"))
 }
 
 /// One request on a fresh connection, bounded by `timeout_ms` (for probes, not for ops).
@@ -666,13 +644,6 @@ impl Client for EtcdClient {
     }
 }
 
-/// A request's own timeout when option `request_timeout_ms` is not given: nine tenths of the
-/// per-op timeout, so the client classifies a slow request (a read as `fail`) before the
-/// interpreter cuts it off as `info`.
-pub fn default_request_timeout_ms(test: &Test) -> u64 {
-    (test.limits.op_timeout_ms * 9 / 10).max(1)
-}
-
 impl EtcdDb {
     /// The cluster `test` describes (members, mode, directories, options `program` and
     /// `ready_timeout_ms`), not yet set up.
@@ -735,7 +706,7 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     };
     let request_timeout_ms = options
         .u64_in("request_timeout_ms", 1, 3_600_000)?
-        .unwrap_or_else(|| default_request_timeout_ms(test));
+        .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
     let db = Arc::new(EtcdDb::from_test(test)?);
     Ok(Target {
         db: db.clone(),

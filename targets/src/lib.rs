@@ -7,10 +7,11 @@
 //!   tests of the harness;
 //! - [`raftkv`]: faultline's own Raft store as local processes, with [`local::LocalRemote`];
 //! - [`etcd`]: Debian's etcd 3.4, one member per node, through its JSON gateway;
+//! - [`zookeeper`]: Debian's ZooKeeper 3.8 (a JVM per node), through `zookeeper-client`.
 //!
-//! etcd runs through any [`faultline_core::Remote`] ([`daemon`] starts and
-//! signals it), on loopback ports or on the lab's / VMs' addresses ([`cluster`] holds that
-//! layout). `zookeeper` and `postgres` are named so that asking for it says plainly that it is not available
+//! etcd and ZooKeeper run through any [`faultline_core::Remote`] ([`daemon`] starts and
+//! signals them), on loopback ports or on the lab's / VMs' addresses ([`cluster`] holds that
+//! layout). `postgres` is named so that asking for it says plainly that it is not available
 //! yet. `docs/targets.md` lists every target's options and how its errors map to
 //! `ok` / `fail` / `info`.
 //!
@@ -34,6 +35,7 @@ pub mod http;
 pub mod local;
 pub mod memory;
 pub mod raftkv;
+pub mod zookeeper;
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ use faultline_core::{Client, Db, Test};
 /// Every target name `--target` accepts, available or not.
 pub const NAMES: [&str; 5] = ["raftkv", "etcd", "zookeeper", "postgres", "memory"];
 /// The targets that can run today.
-pub const AVAILABLE: [&str; 3] = ["raftkv", "etcd", "memory"];
+pub const AVAILABLE: [&str; 4] = ["raftkv", "etcd", "zookeeper", "memory"];
 
 /// A system under test, ready to be set up.
 pub struct Target {
@@ -87,6 +89,7 @@ pub fn build(test: &Test) -> Result<Target, TargetError> {
         "memory" => memory::target(test),
         "raftkv" => raftkv::target(test),
         "etcd" => etcd::target(test),
+        "zookeeper" => zookeeper::target(test),
         name if NAMES.contains(&name) => Err(TargetError::NotAvailable(name.to_string())),
         name => Err(TargetError::Unknown(name.to_string())),
     }

@@ -224,3 +224,17 @@ pub async fn read_until(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits (at most 2 s) until `pid` is in state `state`: a signal is delivered
+/// asynchronously, so a stopped process may still show `R` just after `kill -STOP`.
+pub async fn await_state(pid: u32, state: Option<char>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while process_state(pid) != state {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} is {:?}, not {state:?}",
+            process_state(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
