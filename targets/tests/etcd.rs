@@ -13,7 +13,7 @@ use faultline_targets::etcd::{EtcdClient, EtcdDb, ReadMode};
 
 use etcd_and_zookeeper::{
     await_state, eventually, invoke, local_nodes, process_state, processes_under, read_until,
-    setup_all, teardown_all, test_config, Guard,
+    setup_all, teardown_all, test_config, with_loopback_addresses, Guard,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_500);
@@ -278,4 +278,39 @@ async fn teardown_cleans_up_after_a_setup_that_never_served() {
         .await
         .unwrap();
     db.as_kill().unwrap().kill(&test, &nodes[0]).await.unwrap();
+}
+
+/// Remote mode: every member on its own address at etcd's standard ports (distinct loopback
+/// addresses here, lab or VM addresses in a real run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_uses_the_standard_ports_on_each_address() {
+    let guard = Guard::new("etcd", "remote");
+    let mut test = test_config("etcd", 3, &guard.path());
+    with_loopback_addresses(&mut test);
+    let etcd = Arc::new(EtcdDb::from_test(&test).unwrap());
+    let db: Arc<dyn Db> = etcd.clone();
+    let nodes = local_nodes(&test);
+    setup_all(&db, &test, &nodes).await.unwrap();
+    for node in &nodes {
+        assert_eq!(
+            etcd.client_addr(&node.name).unwrap(),
+            format!("{}:2379", test.addresses[&node.name])
+        );
+    }
+    let template = EtcdClient::new(etcd.clone(), ReadMode::Linearizable, REQUEST_TIMEOUT);
+    let mut n3 = template.open(&test, "n3").await.unwrap();
+    assert_eq!(
+        invoke(&mut n3, &test, "write", 1, json!(2)).await,
+        Completion::Ok(json!(2))
+    );
+    assert_eq!(read(&mut n3, &test, 1).await, json!(2));
+    let leaders = db
+        .as_primary()
+        .unwrap()
+        .primaries(&test, &nodes)
+        .await
+        .unwrap();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    teardown_all(&db, &test, &nodes).await.unwrap();
+    assert_eq!(processes_under(&guard.path()), Vec::<String>::new());
 }

@@ -14,7 +14,7 @@ use zookeeper_client as zk;
 
 use etcd_and_zookeeper::{
     await_state, eventually, invoke, local_nodes, process_state, processes_under, read_until,
-    setup_all, teardown_all, test_config, Guard,
+    setup_all, teardown_all, test_config, with_loopback_addresses, Guard,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(2_000);
@@ -323,4 +323,44 @@ async fn nodes_survive_kill_and_pause_and_the_jvm_sees_the_clock_offset() {
         clock.reset(&test, node).await.unwrap();
     }
     assert!(!guard.dir.join("n1/faketime").exists());
+}
+
+/// Remote mode: every node on its own address at ZooKeeper's standard ports (distinct
+/// loopback addresses here, lab or VM addresses in a real run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_uses_the_standard_ports_on_each_address() {
+    let guard = Guard::new("zookeeper", "remote");
+    let mut test = test_config("zookeeper", 3, &guard.path());
+    with_loopback_addresses(&mut test);
+    let zookeeper = Arc::new(ZookeeperDb::from_test(&test).unwrap());
+    let db: Arc<dyn Db> = zookeeper.clone();
+    let nodes = local_nodes(&test);
+    setup_all(&db, &test, &nodes).await.unwrap();
+    let cfg = std::fs::read_to_string(guard.dir.join("n2/conf/zoo.cfg")).unwrap();
+    let n2 = &test.addresses["n2"];
+    assert!(
+        cfg.contains(&format!("clientPort=2181\nclientPortAddress={n2}\n")),
+        "{cfg}"
+    );
+    assert!(cfg.contains(&format!("server.2={n2}:2888:3888\n")), "{cfg}");
+    let template = ZookeeperClient::new(zookeeper.clone(), true, REQUEST_TIMEOUT);
+    let mut client = template.open(&test, "n2").await.unwrap();
+    assert_eq!(
+        invoke(&mut client, &test, "write", 1, json!(2)).await,
+        Completion::Ok(json!(2))
+    );
+    assert_eq!(
+        invoke(&mut client, &test, "read", 1, Value::Null).await,
+        Completion::Ok(json!(2))
+    );
+    let leaders = db
+        .as_primary()
+        .unwrap()
+        .primaries(&test, &nodes)
+        .await
+        .unwrap();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    client.close(&test).await.unwrap();
+    teardown_all(&db, &test, &nodes).await.unwrap();
+    assert_eq!(processes_under(&guard.path()), Vec::<String>::new());
 }

@@ -238,3 +238,16 @@ pub async fn await_state(pid: u32, state: Option<char>) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Gives each node of `test` an address of its own in 127.88.X.0/24 (X from this process,
+/// so concurrent test runs do not collide): remote mode, with the servers' standard ports,
+/// yet only loopback traffic.
+pub fn with_loopback_addresses(test: &mut Test) {
+    let subnet = std::process::id() % 250;
+    test.addresses = test
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| (node.clone(), format!("127.88.{subnet}.{}", 11 + i)))
+        .collect();
+}
