@@ -356,6 +356,16 @@ pub fn key_text(key: Option<&Value>) -> String {
     }
 }
 
+/// `null` cannot be written: it is the model's value of a register never written, and a
+/// client reads a missing key as `null`. A definite `fail` (nothing is sent).
+pub fn check_writable(value: &Value) -> Result<(), String> {
+    if value.is_null() {
+        Err("bad-request: null means never written and cannot be written".to_string())
+    } else {
+        Ok(())
+    }
+}
+
 /// The bytes a value is stored as: its JSON text (an integer is its decimal text).
 pub fn encode_value(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()

@@ -464,23 +464,31 @@ pub fn request_for(op: &Invocation, read_mode: ReadMode) -> Result<(&'static str
             }
             Ok(("/v3/kv/range", body))
         }
-        "write" => Ok((
-            "/v3/kv/put",
-            json!({"key": key, "value": encode(&op.value)}),
-        )),
+        "write" => {
+            cluster::check_writable(&op.value)?;
+            Ok((
+                "/v3/kv/put",
+                json!({"key": key, "value": encode(&op.value)}),
+            ))
+        }
         "cas" => match op.value.as_array().map(Vec::as_slice) {
-            Some([expected, new]) => Ok((
-                "/v3/kv/txn",
-                json!({
-                    "compare": [{
-                        "key": key,
-                        "target": "VALUE",
-                        "result": "EQUAL",
-                        "value": encode(expected),
-                    }],
-                    "success": [{"requestPut": {"key": key, "value": encode(new)}}],
-                }),
-            )),
+            Some([expected, new]) => {
+                cluster::check_writable(new)?;
+                // `null` is the model's never-written register: the key must not exist
+                // (etcd fails a VALUE comparison on a missing key).
+                let compare = if expected.is_null() {
+                    json!({"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+                } else {
+                    json!({"key": key, "target": "VALUE", "result": "EQUAL", "value": encode(expected)})
+                };
+                Ok((
+                    "/v3/kv/txn",
+                    json!({
+                        "compare": [compare],
+                        "success": [{"requestPut": {"key": key, "value": encode(new)}}],
+                    }),
+                ))
+            }
             _ => Err("bad-request: cas takes [expected, new]".to_string()),
         },
         other => Err(format!("unsupported: {other}")),
@@ -773,7 +781,15 @@ mod tests {
         assert_eq!(body["compare"][0]["value"], "Mw==");
         assert_eq!(body["compare"][0]["target"], "VALUE");
         assert_eq!(body["success"][0]["requestPut"]["value"], "NA==");
+        let (_, body) = request_for(&op("cas", json!([null, 4])), ReadMode::Linearizable).unwrap();
+        assert_eq!(
+            body["compare"][0]["target"], "CREATE",
+            "never written: no such key"
+        );
+        assert_eq!(body["compare"][0]["create_revision"], "0");
         assert!(request_for(&op("cas", json!(3)), ReadMode::Linearizable).is_err());
+        assert!(request_for(&op("write", Value::Null), ReadMode::Linearizable).is_err());
+        assert!(request_for(&op("cas", json!([1, null])), ReadMode::Linearizable).is_err());
         assert!(request_for(&op("add", json!(3)), ReadMode::Linearizable).is_err());
     }
 

@@ -700,8 +700,15 @@ impl ZookeeperClient {
         let Some(addr) = self.addr.clone() else {
             return Completion::fail("not-opened");
         };
-        if !matches!(op.f.as_str(), "read" | "write" | "cas") {
-            return Completion::fail(format!("unsupported: {}", op.f));
+        let written = match (op.f.as_str(), op.value.as_array().map(Vec::as_slice)) {
+            ("read", _) => None,
+            ("write", _) => Some(&op.value),
+            ("cas", Some([_, new])) => Some(new),
+            ("cas", _) => return Completion::fail("bad-request: cas takes [expected, new]"),
+            (other, _) => return Completion::fail(format!("unsupported: {other}")),
+        };
+        if let Err(why) = written.map_or(Ok(()), cluster::check_writable) {
+            return Completion::fail(why);
         }
         if self.session.is_none() {
             // Nothing is sent before a session exists: failing to make one is certain.

@@ -98,6 +98,21 @@ async fn reads_writes_cas_and_sync_reads() {
         "a missing key holds no value"
     );
     assert_eq!(
+        invoke(&mut n2, &test, "cas", 3, json!([null, 1])).await,
+        Completion::Ok(json!([null, 1])),
+        "a never-written key holds null"
+    );
+    assert_eq!(
+        invoke(&mut n2, &test, "cas", 3, json!([null, 2])).await,
+        Completion::fail("compare-failed"),
+        "written since"
+    );
+    assert_eq!(
+        invoke(&mut n2, &test, "write", 3, Value::Null).await.kind(),
+        OpType::Fail,
+        "null means never written"
+    );
+    assert_eq!(
         invoke(&mut n2, &test, "append", 2, json!(1)).await.kind(),
         OpType::Fail
     );
