@@ -1,30 +1,41 @@
 //! The systems under test, one module per target: raftkv, etcd, zookeeper, postgres, memory.
 //!
 //! Each target gives a [`faultline_core::Db`] (set up and tear down the system on each node) and
-//! a template [`faultline_core::Client`] that turns a workload's operations into requests. Today
-//! [`memory`] (an in-process linearizable store with switchable bugs, for fast end-to-end
-//! tests of the harness) and [`raftkv`] (faultline's own Raft store as local processes, with
-//! [`local::LocalRemote`]) exist. The others are named so that asking for them says plainly
-//! that they are not available yet.
+//! a template [`faultline_core::Client`] that turns a workload's operations into requests:
+//!
+//! - [`memory`]: an in-process linearizable store with switchable bugs, for fast end-to-end
+//!   tests of the harness;
+//! - [`raftkv`]: faultline's own Raft store as local processes, with [`local::LocalRemote`];
+//! - [`etcd`]: Debian's etcd 3.4, one member per node, through its JSON gateway;
+//! - [`zookeeper`]: Debian's ZooKeeper 3.8 (a JVM per node), through `zookeeper-client`.
+//!
+//! etcd and ZooKeeper run through any [`faultline_core::Remote`] ([`daemon`] starts and
+//! signals them), on loopback ports or on the lab's / VMs' addresses ([`cluster`] holds that
+//! layout). `postgres` is named so that asking for it says plainly that it is not available
+//! yet. `docs/targets.md` lists every target's options and how its errors map to
+//! `ok` / `fail` / `info`.
 //!
 //! ```
 //! use faultline_core::Test;
 //! let test = Test::example("memory", "register", 1);
 //! let target = faultline_targets::build(&test).unwrap();
 //! assert_eq!(target.nodes, vec!["n1".to_string()]);
-//! let test = Test::example("etcd", "register", 1);
-//! let Err(e) = faultline_targets::build(&test) else { panic!("etcd is not built yet") };
+//! let test = Test::example("postgres", "register", 1);
+//! let Err(e) = faultline_targets::build(&test) else { panic!("postgres is not built yet") };
 //! assert!(e.to_string().contains("not available yet"));
 //! ```
 //!
 //! Design decision: a target is plain data ([`Target`]: a db, a client template, its nodes)
 //! rather than another trait; the seams it is made of are the traits.
 
+pub mod cluster;
 pub mod daemon;
+pub mod etcd;
 pub mod http;
 pub mod local;
 pub mod memory;
 pub mod raftkv;
+pub mod zookeeper;
 
 use std::sync::Arc;
 
@@ -33,7 +44,7 @@ use faultline_core::{Client, Db, Test};
 /// Every target name `--target` accepts, available or not.
 pub const NAMES: [&str; 5] = ["raftkv", "etcd", "zookeeper", "postgres", "memory"];
 /// The targets that can run today.
-pub const AVAILABLE: [&str; 2] = ["raftkv", "memory"];
+pub const AVAILABLE: [&str; 4] = ["raftkv", "etcd", "zookeeper", "memory"];
 
 /// A system under test, ready to be set up.
 pub struct Target {
@@ -62,6 +73,8 @@ pub enum TargetError {
     },
     #[error("target {target} cannot run the {workload} workload")]
     UnsupportedWorkload { target: String, workload: String },
+    #[error("target {target}: the test gives addresses, but no address for node {node:?}")]
+    MissingAddress { target: String, node: String },
     #[error("target {target}: option {option}: {why}")]
     BadOption {
         target: String,
@@ -75,6 +88,8 @@ pub fn build(test: &Test) -> Result<Target, TargetError> {
     match test.target.as_str() {
         "memory" => memory::target(test),
         "raftkv" => raftkv::target(test),
+        "etcd" => etcd::target(test),
+        "zookeeper" => zookeeper::target(test),
         name if NAMES.contains(&name) => Err(TargetError::NotAvailable(name.to_string())),
         name => Err(TargetError::Unknown(name.to_string())),
     }
