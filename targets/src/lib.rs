@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod http;
 pub mod local;
 pub mod memory;
+pub mod proxy;
 pub mod raftkv;
 
 use std::sync::Arc;
