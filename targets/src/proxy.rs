@@ -292,14 +292,16 @@ impl FaultProxy {
         Ok(())
     }
 
-    /// Stops every link from `node`: its listener closes and its connections end.
-    /// Idempotent.
+    /// Stops every link from `node`: its listener closes (a reserved port is released) and
+    /// its connections end. Idempotent.
     pub async fn stop_from(&self, node: &str) {
         let tasks = {
             let mut links = self.links.lock().expect("links lock");
             let mut tasks = Vec::new();
             for ((from, _), link) in links.iter_mut() {
                 if from == node {
+                    // A link that never started holds its reserved port: release it too.
+                    link.reserved = None;
                     tasks.extend(link.accept.take());
                     tasks.extend(std::mem::take(
                         &mut link.state.lock().expect("link lock").connections,
@@ -337,12 +339,14 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         // Without a runtime to wait on, abort is the most that can be done: each task ends
         // (closing its sockets) the next time the runtime polls it, or with the runtime.
-        let links = self.links.get_mut().expect("links lock");
+        // Even after a panic elsewhere poisoned a lock: a panic here would abort.
+        let links = self.links.get_mut().unwrap_or_else(|e| e.into_inner());
         for link in links.values_mut() {
             if let Some(accept) = link.accept.take() {
                 accept.abort();
             }
-            for connection in link.state.lock().expect("link lock").connections.drain(..) {
+            let mut state = link.state.lock().unwrap_or_else(|e| e.into_inner());
+            for connection in state.connections.drain(..) {
                 connection.abort();
             }
         }
@@ -634,6 +638,8 @@ mod tests {
             let proxy = two_nodes(1);
             let via = proxy.add_link("n1", "n2", echo).unwrap();
             assert_eq!(proxy.add_link("n1", "n2", echo).unwrap(), via, "idempotent");
+            // A link whose node never starts: its port is reserved until the proxy stops.
+            let idle = proxy.add_link("n2", "n1", echo).unwrap();
             proxy.start_from("n1").await.unwrap();
             proxy.start_from("n1").await.unwrap();
             let mut open = TcpStream::connect(via).await.unwrap();
@@ -670,6 +676,7 @@ mod tests {
             assert_eq!(round_trip(&mut restarted, b"back").await.unwrap(), b"back");
             proxy.stop().await;
             assert!(TcpStream::connect(via).await.is_err(), "listener closed");
+            drop(std::net::TcpListener::bind(idle).expect("the reserved port was released"));
         });
     }
 
