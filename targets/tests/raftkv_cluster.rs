@@ -131,6 +131,18 @@ fn state(pid: u32) -> Option<String> {
     rest.split_whitespace().next().map(str::to_string)
 }
 
+/// Waits (at most a second) until `pid` is stopped (`T`) or, with `stopped` false, is not.
+async fn await_state(pid: u32, stopped: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while (state(pid).as_deref() == Some("T")) != stopped {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -269,6 +281,19 @@ impl Cluster {
         self.invoke(node, "read", Value::Null).await
     }
 
+    /// Reads through `node` until a read succeeds (bounded), for a node that is rejoining.
+    async fn read_eventually(&self, node: &str) -> Result<Value, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = self.read(node).await?;
+            if let Completion::Ok(value) = read {
+                return Ok(value);
+            }
+            check!(Instant::now() < deadline, "{node} cannot read: {read:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The leaders among `names` (through the db's `Primary`).
     async fn leaders(&self, names: &[&str]) -> Result<Vec<String>, String> {
         let nodes: Vec<Node> = names.iter().map(|n| self.node(n).clone()).collect();
@@ -371,8 +396,8 @@ fn local_partition_isolating_the_leader_elects_a_new_one_and_heal_rejoins_it() -
         let follower = majority.iter().find(|&&n| n != new).expect("4 nodes");
         c.write(follower, 1).await?;
         c.write(&new, 2).await?;
-        let read = c.read(majority[majority.len() - 1]).await?;
-        check!(read == Completion::Ok(json!(2)), "{read:?}");
+        let read = c.read_eventually(majority[majority.len() - 1]).await?;
+        check!(read == json!(2), "{read}");
         // The isolated node cannot commit anything.
         let cut_off = c.invoke(&old, "write", json!(3)).await?;
         check!(
@@ -396,11 +421,10 @@ fn local_partition_isolating_the_leader_elects_a_new_one_and_heal_rejoins_it() -
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let read = c.read(&old).await?;
-        check!(
-            matches!(read, Completion::Ok(ref v) if v == &json!(2) || v == &json!(3)),
-            "{read:?}"
-        );
+        // Its link to the leader reconnects within the dialer's back-off (at most 1 s); until
+        // then it answers not-leader.
+        let read = c.read_eventually(&old).await?;
+        check!(read == json!(2) || read == json!(3), "{old} read {read}");
         Ok(())
     }));
     let _ = std::fs::remove_dir_all(&dir);
@@ -439,8 +463,8 @@ fn local_clock_skew_moves_a_running_node_clock_without_a_restart() -> Checked {
         check!(c.db.pid("n1") == Some(pid), "n1 was not restarted");
         // raftkv works under the preload and with a skewed member.
         c.write("n1", 7).await?;
-        let read = c.read("n2").await?;
-        check!(read == Completion::Ok(json!(7)), "{read:?}");
+        let read = c.read_eventually("n2").await?;
+        check!(read == json!(7), "{read}");
 
         // A kill by signal leaves libfaketime's files behind; the db removes them. A
         // restarted node keeps its offset (the file stays).
@@ -562,8 +586,8 @@ fn remote_mode_runs_a_cluster_through_a_remote() -> Checked {
                 );
             }
             c.write("n2", 1).await?;
-            let read = c.read("n3").await?;
-            check!(read == Completion::Ok(json!(1)), "{read:?}");
+            let read = c.read_eventually("n3").await?;
+            check!(read == json!(1), "{read}");
             c.one_leader(&["n1", "n2", "n3"], Duration::from_secs(5))
                 .await?;
 
@@ -597,15 +621,8 @@ fn remote_mode_runs_a_cluster_through_a_remote() -> Checked {
                 .map_err(|e| e.to_string())?;
             let second = pid_of("n1")?;
             check!(second != first && alive(second), "n1 restarted");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Completion::Ok(v)) = c.read("n1").await {
-                    check!(v == json!(2), "n1 read {v}");
-                    break;
-                }
-                check!(Instant::now() < deadline, "n1 does not serve after restart");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let read = c.read_eventually("n1").await?;
+            check!(read == json!(2), "n1 read {read}");
 
             // Pause and resume n2 by its pid.
             let pause = c.db.as_pause().ok_or("pause")?;
@@ -614,13 +631,14 @@ fn remote_mode_runs_a_cluster_through_a_remote() -> Checked {
                 .pause(&c.test, c.node("n2"))
                 .await
                 .map_err(|e| e.to_string())?;
-            check!(state(n2).as_deref() == Some("T"), "{:?}", state(n2));
+            // A signal is delivered asynchronously: every thread stops soon after.
+            check!(await_state(n2, true).await, "n2 paused: {:?}", state(n2));
             c.write("n3", 3).await?;
             pause
                 .resume(&c.test, c.node("n2"))
                 .await
                 .map_err(|e| e.to_string())?;
-            check!(state(n2).as_deref() != Some("T"), "{:?}", state(n2));
+            check!(await_state(n2, false).await, "n2 resumed: {:?}", state(n2));
             Ok(())
         })
         .await?;
