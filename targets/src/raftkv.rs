@@ -950,7 +950,7 @@ impl ClockSkew for RaftkvDb {
     }
 }
 
-/// `GET /status` of the node at `addr`, bounded by [`STATUS_TIMEOUT_MS`].
+/// `GET /status` of the node at `addr`, bounded by a second.
 pub async fn status(addr: SocketAddr) -> Result<Value, String> {
     let ask = async {
         let mut connection = Connection::connect(addr)
