@@ -1,5 +1,7 @@
 //! The command line of one raftkv node: its flags and the loop that serves until a signal.
-//! Shared by the `raftkv` binary and `faultline raftkv-server`, so the two cannot drift apart.
+//! Shared by the `raftkv` binary and `faultline raftkv-server`, so the two cannot drift apart;
+//! [`main_from_args`] runs a node from a whole command line, for programs that embed one
+//! (test binaries that double as the node program).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -81,12 +83,25 @@ pub struct NodeArgs {
     /// Snapshot the state machine and compact the log every N applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// Stop when the process that started this node exits (its parent changes; checked every
+    /// 200 ms), so that a node started by a harness that dies, even of SIGKILL, does not
+    /// outlive it.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
+
+/// How often `--exit-with-parent` looks at the parent process.
+pub const PARENT_POLL_MS: u64 = 200;
 
 impl NodeArgs {
     /// Starts the node and serves until SIGTERM or SIGINT (then stops cleanly) or until the
     /// node fails.
     pub async fn serve_until_signal(self) -> anyhow::Result<()> {
+        // Read first, before anything slow: the parent that started this process.
+        let parent = parent_id();
+        if self.exit_with_parent && parent.is_none() {
+            bail!("--exit-with-parent needs a Unix system");
+        }
         let mut bugs = Bugs::none();
         for bug in self
             .bugs
@@ -129,6 +144,57 @@ impl NodeArgs {
                 Ok(())
             }
             result = server.stopped() => result.context("the node failed"),
+            _ = parent_exit(parent.unwrap_or(0)), if self.exit_with_parent => {
+                tracing::info!("the parent process {parent:?} exited: stopping");
+                server.shutdown().await.context("stopping the node")?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `raftkv-server FLAGS...`: one node's command line as the raftkv target writes it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "raftkv-server", after_help = AFTER_HELP)]
+struct ServerCommandLine {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Runs one node from `argv` (the program name first, then the flags): parses it (help and
+/// bad flags exit as clap does), logs to stderr (RUST_LOG, default info), serves until a
+/// signal. Exit status 0 after a clean stop, 1 when the node failed.
+pub fn main_from_args<I, T>(argv: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = <ServerCommandLine as clap::Parser>::parse_from(argv);
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("raftkv-server")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("raftkv-server: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(args.node.serve_until_signal()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("raftkv-server: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
@@ -162,6 +228,29 @@ pub fn parse_peers(list: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         return Err("no peers".into());
     }
     Ok(peers)
+}
+
+/// Returns once this process's parent is no longer `parent` (it exited and this process was
+/// re-parented to init or a subreaper). Polling is the portable way: Linux's
+/// `PR_SET_PDEATHSIG` needs `unsafe`, which the workspace forbids.
+async fn parent_exit(parent: u32) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_millis(PARENT_POLL_MS));
+    loop {
+        interval.tick().await;
+        if parent_id() != Some(parent) {
+            return;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn parent_id() -> Option<u32> {
+    Some(std::os::unix::process::parent_id())
+}
+
+#[cfg(not(unix))]
+fn parent_id() -> Option<u32> {
+    None
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {

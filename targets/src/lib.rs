@@ -34,6 +34,7 @@ pub mod etcd;
 pub mod http;
 pub mod local;
 pub mod memory;
+pub mod proxy;
 pub mod raftkv;
 pub mod zookeeper;
 

@@ -1,11 +1,27 @@
-//! `raftkv`: faultline's own Raft key-value store, as N local processes on loopback.
+//! `raftkv`: faultline's own Raft key-value store as a target, on local processes or on
+//! remote hosts.
 //!
-//! Each node is a process running `faultline raftkv-server ...` (the faultline binary runs the
-//! raftkv server in-process, so nothing else needs building). [`RaftkvDb`] picks free loopback
-//! ports, creates each node's data directory under `data_dir` (the run's store directory),
-//! starts the nodes and waits (bounded) until each knows a leader. It can kill a node
-//! (SIGKILL, restart on the same data directory) and pause it (SIGSTOP / SIGCONT), always by
-//! the pid it started, through the node's [`faultline_core::Remote`].
+//! Every node runs `faultline raftkv-server ...` (the faultline binary runs the raftkv server
+//! in-process, so nothing else needs building). [`RaftkvDb`] has two modes, chosen by
+//! `test.addresses`:
+//!
+//! - **Local** (no addresses, the default `faultline test`): N child processes of the harness
+//!   on loopback, no root. Each node's data directory and log live under `data_dir` (the
+//!   run's store directory). Nodes reach each other only through a [`FaultProxy`]: node `i`'s
+//!   `--peers` maps its own id to its real peer address and every other id `j` to the proxy's
+//!   port for the link `i -> j`, so [`Db::as_net`] can cut, slow and drop each link on its
+//!   own (processes sharing one address cannot be told apart by iptables). Nodes are started
+//!   with `--exit-with-parent`, so none outlives a harness killed with SIGKILL.
+//! - **Remote** (`test.addresses`: node name -> IP, for lab namespaces and VMs): everything
+//!   through the node's [`faultline_core::Remote`]. The faultline binary is uploaded to a
+//!   directory unique to the test and the node (lab hosts share one file system), and the
+//!   node runs as a [`Daemon`] with `--peers id=IP:peer_port,...` and `--listen-client
+//!   IP:client_port`. `as_net` is `None`: the runner cuts links with iptables.
+//!
+//! In both modes setup waits (bounded) until the node knows a leader; kill is SIGKILL and
+//! pause SIGSTOP of the node's own pid; [`Db::as_primary`] asks each node's `/status`; and when
+//! the nemesis includes `clock`, nodes run under libfaketime with a per-node offset file that
+//! [`Db::as_clock`] rewrites (see [`faketime_offset`]).
 //!
 //! [`RaftkvClient`] speaks HTTP/1.1 to one node over a keep-alive TCP connection: read ->
 //! `GET /kv/{key}`, write -> `PUT`, cas -> `POST /kv/{key}/cas`. 200 is `ok`; an error whose
@@ -13,28 +29,52 @@
 //! lost after the request was sent, a reply that cannot be read) is `info`. A connection
 //! refused before anything was sent is `fail`: the node never saw the request.
 //!
-//! Options (`test.target_options`): `nodes` (default 5), `data_dir` (default a directory
-//! under the system temp dir), `program` (default this executable) with the arguments
-//! `raftkv-server ...`.
+//! Options (`test.target_options`): `nodes` (local: how many, default 5; remote: must match
+//! the addresses), `program` (default this executable) run as `program raftkv-server ...`;
+//! local: `data_dir` (default a directory under the system temp dir); remote: `peer_port`
+//! (default 7001), `client_port` (default 8001), `remote_dir` (default
+//! `/tmp/faultline-raftkv`; the node's files go under `<remote_dir>/<run>/<node>/`).
 //!
-//! Design decision: the db spawns the node processes itself (it must own their pids to kill
-//! and pause exactly them), and sends signals through the node's `Remote`; a remote host
-//! target would start them with `Remote::exec` instead.
+//! ```
+//! use faultline_core::Test;
+//! let mut test = Test::example("raftkv", "register", 1);
+//! test.target_options.insert("nodes".into(), serde_json::json!(3));
+//! let target = faultline_targets::raftkv::target(&test).unwrap();
+//! assert_eq!(target.nodes, ["n1", "n2", "n3"]);
+//! assert!(target.db.as_net().is_some(), "local nodes are wired through the fault proxy");
+//! assert!(target.db.as_clock().is_none(), "no libfaketime without the clock nemesis");
+//! // Remote: the nodes of `test.nodes` (or, when it is empty, every address).
+//! test.nodes = vec!["n1".into(), "n2".into(), "n3".into()];
+//! test.addresses = [("n1", "10.88.0.11"), ("n2", "10.88.0.12"), ("n3", "10.88.0.13")]
+//!     .into_iter().map(|(n, ip)| (n.to_string(), ip.to_string())).collect();
+//! let target = faultline_targets::raftkv::target(&test).unwrap();
+//! assert!(target.db.as_net().is_none(), "remote hosts are partitioned with iptables");
+//! ```
+//!
+//! Design decisions: local nodes are the harness's own children (it must own their pids,
+//! and a child can watch its parent), while remote nodes are daemons found again by their
+//! pid file, because the harness is not their parent. Clock skew fakes only the wall clock
+//! (`FAKETIME_DONT_FAKE_MONOTONIC=1`): a stepped system clock does not move
+//! `CLOCK_MONOTONIC` either, and a faked monotonic clock would stall or fire every timer of
+//! the node's runtime at once (a pause, not a skew).
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use faultline_core::remote::Signal;
+use faultline_core::remote::{Command, Signal};
 use faultline_core::{
-    BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Test,
+    BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, Net, Node, Pause,
+    Primary, Remote, Test,
 };
 
+use crate::daemon::{self, Daemon};
 use crate::http::{Connection, RequestError, Response};
 use crate::local::free_port;
+use crate::proxy::FaultProxy;
 use crate::{Target, TargetError};
 
 /// raftkv's bug switches (`raftkv --help`).
@@ -52,38 +92,82 @@ pub const DEFAULT_NODES: usize = 5;
 pub const MAX_NODES: usize = 15;
 /// How long a node's setup (or restart) waits for it to know a leader.
 pub const READY_TIMEOUT_MS: u64 = 10_000;
+/// The peer port of a remote node, unless the `peer_port` option says otherwise.
+pub const DEFAULT_PEER_PORT: u16 = 7001;
+/// The client port of a remote node, unless the `client_port` option says otherwise.
+pub const DEFAULT_CLIENT_PORT: u16 = 8001;
+/// Where a remote node's files go, unless the `remote_dir` option says otherwise.
+pub const DEFAULT_REMOTE_DIR: &str = "/tmp/faultline-raftkv";
+/// libfaketime's preload library (Debian's `libfaketime`), locally and on remote nodes.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// How often readiness is polled.
 const READY_POLL_MS: u64 = 50;
+/// How long one `/status` request may take.
+const STATUS_TIMEOUT_MS: u64 = 1_000;
 /// How long a killed node's process may take to be reaped.
 const REAP_TIMEOUT_MS: u64 = 5_000;
 
-/// Loopback addresses of one node.
-#[derive(Debug, Clone, Copy)]
-struct Ports {
+/// Loopback addresses of one local node.
+#[derive(Debug, Clone)]
+struct LocalPorts {
     id: u64,
-    peer: SocketAddr,
     client: SocketAddr,
+    /// Its `--peers`: itself at `peer`, every other node through the proxy.
+    peers: String,
 }
 
-/// A node process this db started.
+/// A local node process this db started.
 #[derive(Debug)]
 struct Running {
     child: tokio::process::Child,
     pid: u32,
 }
 
-/// The raftkv db: N local processes.
+/// Local mode: child processes on loopback, wired through the fault proxy.
+#[derive(Debug)]
+struct LocalNodes {
+    data_dir: PathBuf,
+    proxy: FaultProxy,
+    /// Chosen at the first setup, kept across restarts (static membership).
+    ports: Mutex<Option<BTreeMap<String, LocalPorts>>>,
+    running: Mutex<BTreeMap<String, Running>>,
+}
+
+/// One node on a remote host.
+#[derive(Debug, Clone)]
+struct RemoteNode {
+    id: u64,
+    /// `IP:client_port`, where clients and readiness probes connect.
+    client: SocketAddr,
+    /// `<remote_dir>/<run>/<node>` on the node.
+    dir: String,
+}
+
+/// Remote mode: daemons on other hosts, reached through each node's `Remote`.
+#[derive(Debug)]
+struct RemoteNodes {
+    nodes: BTreeMap<String, RemoteNode>,
+    /// Every node's `--peers`: `id=IP:peer_port,...`.
+    peers: String,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Local(LocalNodes),
+    Remote(RemoteNodes),
+}
+
+/// The raftkv db: N nodes, local processes or daemons on remote hosts.
 #[derive(Debug)]
 pub struct RaftkvDb {
     program: PathBuf,
     names: Vec<String>,
-    data_dir: PathBuf,
     bugs: Vec<String>,
+    /// Nodes run under libfaketime (the clock nemesis is on).
+    clock: bool,
     /// How long setup waits for a node to know a leader.
     ready_timeout: Duration,
-    /// Chosen at the first setup, kept across restarts (static membership).
-    ports: Mutex<Option<BTreeMap<String, Ports>>>,
-    running: Mutex<BTreeMap<String, Running>>,
+    mode: Mode,
     /// Every pid ever started, for tests that check nothing is left behind.
     started_pids: Mutex<BTreeSet<u32>>,
 }
@@ -96,18 +180,105 @@ fn db_error(node: &str, phase: &'static str, why: impl Into<String>) -> HarnessE
     }
 }
 
+/// A libfaketime offset file's contents for `offset_ms`: `+1.500s`, `-0.250s`, `+0.000s`.
+/// (libfaketime 0.9.10 reads fractional seconds; a bare `ms` suffix would mean minutes.)
+pub fn faketime_offset(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    let abs = offset_ms.unsigned_abs();
+    format!("{sign}{}.{:03}s", abs / 1_000, abs % 1_000)
+}
+
+/// The environment that runs a node under libfaketime with its offset in `offset_file`.
+fn faketime_env(offset_file: &str) -> [(&'static str, String); 4] {
+    [
+        ("LD_PRELOAD", LIBFAKETIME.to_string()),
+        ("FAKETIME_TIMESTAMP_FILE", offset_file.to_string()),
+        // Read the file at every clock call, so a new offset applies at once.
+        ("FAKETIME_NO_CACHE", "1".to_string()),
+        // Only the wall clock moves (see the module's design decisions).
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ]
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().to_string()
+}
+
 impl RaftkvDb {
-    pub fn new(program: PathBuf, names: Vec<String>, data_dir: PathBuf, bugs: Vec<String>) -> Self {
+    /// Local mode: `names` as child processes of `program`, their files under `data_dir`,
+    /// their peer links through a fault proxy seeded with `proxy_seed`.
+    pub fn local(
+        program: PathBuf,
+        names: Vec<String>,
+        data_dir: PathBuf,
+        bugs: Vec<String>,
+        proxy_seed: u64,
+    ) -> Self {
         RaftkvDb {
             program,
-            names,
-            data_dir,
             bugs,
+            clock: false,
             ready_timeout: Duration::from_millis(READY_TIMEOUT_MS),
-            ports: Mutex::new(None),
-            running: Mutex::new(BTreeMap::new()),
+            mode: Mode::Local(LocalNodes {
+                data_dir,
+                proxy: FaultProxy::new(names.clone(), proxy_seed),
+                ports: Mutex::new(None),
+                running: Mutex::new(BTreeMap::new()),
+            }),
+            names,
             started_pids: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Remote mode: one node per entry of `hosts` (name -> IP or host name), in that order
+    /// (ids 1, 2, ...), listening on `peer_port` and `client_port`, with its files under
+    /// `<run_dir>/<node>` on the node. `program` is this machine's faultline binary, uploaded
+    /// at setup.
+    pub fn remote(
+        program: PathBuf,
+        hosts: &BTreeMap<String, String>,
+        ports: (u16, u16),
+        run_dir: &str,
+        bugs: Vec<String>,
+    ) -> Result<Self, String> {
+        let (peer_port, client_port) = ports;
+        let mut nodes = BTreeMap::new();
+        let mut peers = Vec::new();
+        for (i, (name, host)) in hosts.iter().enumerate() {
+            let id = i as u64 + 1;
+            let client = (host.as_str(), client_port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| format!("{name}'s address {host:?} does not resolve"))?;
+            peers.push(format!("{id}={host}:{peer_port}"));
+            nodes.insert(
+                name.clone(),
+                RemoteNode {
+                    id,
+                    client,
+                    dir: format!("{}/{name}", run_dir.trim_end_matches('/')),
+                },
+            );
+        }
+        Ok(RaftkvDb {
+            program,
+            names: hosts.keys().cloned().collect(),
+            bugs,
+            clock: false,
+            ready_timeout: Duration::from_millis(READY_TIMEOUT_MS),
+            mode: Mode::Remote(RemoteNodes {
+                nodes,
+                peers: peers.join(","),
+            }),
+            started_pids: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Runs every node under libfaketime, so that [`Db::as_clock`] can move its clock.
+    pub fn with_clock(mut self, clock: bool) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Waits at most `timeout` for each node to be ready (default [`READY_TIMEOUT_MS`]).
@@ -126,39 +297,180 @@ impl RaftkvDb {
             .collect()
     }
 
-    /// The pid of `node`'s running process, if any.
+    /// The pid of `node`'s running local process, if any (local mode; remote nodes are found
+    /// by their pid file on the node).
     pub fn pid(&self, node: &str) -> Option<u32> {
-        self.running
-            .lock()
-            .expect("running lock")
-            .get(node)
-            .map(|r| r.pid)
+        match &self.mode {
+            Mode::Local(local) => local
+                .running
+                .lock()
+                .expect("running lock")
+                .get(node)
+                .map(|r| r.pid),
+            Mode::Remote(_) => None,
+        }
     }
 
-    /// The client address of `node`, once ports are chosen.
+    /// The client address of `node`: in local mode once ports are chosen (first setup).
     pub fn client_addr(&self, node: &str) -> Option<SocketAddr> {
-        self.ports
-            .lock()
-            .expect("ports lock")
-            .as_ref()
-            .and_then(|p| p.get(node))
-            .map(|p| p.client)
+        match &self.mode {
+            Mode::Local(local) => local
+                .ports
+                .lock()
+                .expect("ports lock")
+                .as_ref()
+                .and_then(|p| p.get(node))
+                .map(|p| p.client),
+            Mode::Remote(remote) => remote.nodes.get(node).map(|n| n.client),
+        }
     }
 
-    fn ports(&self) -> Result<BTreeMap<String, Ports>, HarnessError> {
+    /// `node`'s log: on this machine in local mode, on the node in remote mode. It survives
+    /// teardown, so it can be collected before or after.
+    pub fn log_path(&self, node: &str) -> PathBuf {
+        match &self.mode {
+            Mode::Local(local) => local.data_dir.join(format!("{node}.log")),
+            Mode::Remote(remote) => PathBuf::from(format!(
+                "{}/raftkv.log",
+                remote
+                    .nodes
+                    .get(node)
+                    .map(|n| n.dir.as_str())
+                    .unwrap_or("/nonexistent")
+            )),
+        }
+    }
+
+    /// The libfaketime offset file of `node` (on the node).
+    pub fn clock_path(&self, node: &str) -> String {
+        match &self.mode {
+            Mode::Local(local) => path_text(&local.data_dir.join(format!("{node}.faketime"))),
+            Mode::Remote(remote) => format!(
+                "{}/faketime",
+                remote
+                    .nodes
+                    .get(node)
+                    .map(|n| n.dir.as_str())
+                    .unwrap_or("/nonexistent")
+            ),
+        }
+    }
+
+    /// The fault proxy between local nodes (`None` in remote mode).
+    pub fn proxy(&self) -> Option<&FaultProxy> {
+        match &self.mode {
+            Mode::Local(local) => Some(&local.proxy),
+            Mode::Remote(_) => None,
+        }
+    }
+
+    fn check_node(&self, node: &str, phase: &'static str) -> Result<(), HarnessError> {
+        if self.names.iter().any(|n| n == node) {
+            Ok(())
+        } else {
+            Err(db_error(node, phase, "not a node of this cluster"))
+        }
+    }
+
+    /// Writes `offset_ms` to `node`'s offset file, atomically (a reader that re-reads the
+    /// file at every clock call must never see it empty).
+    async fn write_offset(&self, node: &Node, offset_ms: i64) -> Result<(), HarnessError> {
+        let path = self.clock_path(&node.name);
+        let temp = format!("{path}.tmp");
+        let remote = node.remote.as_ref();
+        daemon::write_file(remote, &temp, faketime_offset(offset_ms).as_bytes()).await?;
+        daemon::run(remote, &Command::new("mv", &["-f", &temp, &path])).await?;
+        Ok(())
+    }
+
+    /// libfaketime leaves its shared memory behind when a process dies by a signal: remove
+    /// it for `pid`.
+    async fn remove_faketime_shm(&self, remote: &dyn Remote, pid: u32) {
+        if !self.clock {
+            return;
+        }
+        let shm = format!("/dev/shm/faketime_shm_{pid}");
+        let sem = format!("/dev/shm/sem.faketime_sem_{pid}");
+        // Best effort: a leftover file costs a few bytes, never correctness.
+        if let Err(e) = daemon::run(remote, &Command::new("rm", &["-f", &shm, &sem])).await {
+            tracing::warn!(
+                node = remote.node(),
+                pid,
+                "removing libfaketime's files: {e}"
+            );
+        }
+    }
+
+    /// Waits until `node` answers `/status` with a known leader; `exited` says why the node
+    /// can no longer become ready (it died), checked when it does not answer.
+    async fn await_ready<F, Fut>(
+        &self,
+        node: &str,
+        phase: &'static str,
+        mut exited: F,
+    ) -> Result<(), HarnessError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, HarnessError>>,
+    {
+        let addr = self
+            .client_addr(node)
+            .ok_or_else(|| db_error(node, phase, "no ports chosen"))?;
+        let deadline = Instant::now() + self.ready_timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match status(addr).await {
+                Ok(status) if !status["leader"].is_null() => return Ok(()),
+                Ok(status) => last = format!("no leader yet: {status}"),
+                Err(e) => {
+                    if let Some(why) = exited().await? {
+                        return Err(db_error(node, phase, why));
+                    }
+                    last = e;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+        }
+        Err(db_error(
+            node,
+            phase,
+            format!("not ready after {:?}: {last}", self.ready_timeout),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local mode.
+
+impl LocalNodes {
+    /// Picks every node's ports and the proxy's links, once.
+    fn ports(&self, names: &[String]) -> Result<BTreeMap<String, LocalPorts>, HarnessError> {
         let mut slot = self.ports.lock().expect("ports lock");
         if let Some(ports) = slot.as_ref() {
             return Ok(ports.clone());
         }
-        let mut ports = BTreeMap::new();
-        for (i, name) in self.names.iter().enumerate() {
+        let mut own = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
             let pick = || free_port().map_err(|e| db_error(name, "setup", e.to_string()));
+            own.insert(name.clone(), (i as u64 + 1, pick()?, pick()?));
+        }
+        let mut ports = BTreeMap::new();
+        for (name, &(id, peer, client)) in &own {
+            let mut peers = Vec::new();
+            for (other, &(other_id, other_peer, _)) in &own {
+                let addr = if other == name {
+                    peer
+                } else {
+                    self.proxy.add_link(name, other, other_peer)?
+                };
+                peers.push(format!("{other_id}={addr}"));
+            }
             ports.insert(
                 name.clone(),
-                Ports {
-                    id: i as u64 + 1,
-                    peer: pick()?,
-                    client: pick()?,
+                LocalPorts {
+                    id,
+                    client,
+                    peers: peers.join(","),
                 },
             );
         }
@@ -170,18 +482,32 @@ impl RaftkvDb {
         self.data_dir.join(node)
     }
 
-    /// `node`'s stderr log.
-    pub fn log_path(&self, node: &str) -> PathBuf {
-        self.data_dir.join(format!("{node}.log"))
+    /// Whether `node`'s process has exited by itself, and how.
+    fn exited(&self, node: &str) -> Option<std::process::ExitStatus> {
+        self.running
+            .lock()
+            .expect("running lock")
+            .get_mut(node)
+            .and_then(|r| r.child.try_wait().ok().flatten())
+    }
+}
+
+impl RaftkvDb {
+    fn local_nodes(&self) -> &LocalNodes {
+        match &self.mode {
+            Mode::Local(local) => local,
+            Mode::Remote(_) => unreachable!("called only in local mode"),
+        }
     }
 
-    /// Starts `node`'s process unless it is running. Does not wait for readiness.
-    fn spawn(&self, node: &str, phase: &'static str) -> Result<(), HarnessError> {
-        let ports = self.ports()?;
+    /// Starts local `node`'s process unless it is running. Does not wait for readiness.
+    fn spawn_local(&self, node: &str, phase: &'static str) -> Result<(), HarnessError> {
+        let local = self.local_nodes();
+        let ports = local.ports(&self.names)?;
         let own = ports
             .get(node)
             .ok_or_else(|| db_error(node, phase, "not a node of this cluster"))?;
-        let mut running = self.running.lock().expect("running lock");
+        let mut running = local.running.lock().expect("running lock");
         if let Some(r) = running.get_mut(node) {
             match r.child.try_wait() {
                 Ok(None) => return Ok(()),
@@ -191,7 +517,7 @@ impl RaftkvDb {
                 }
             }
         }
-        let dir = self.node_dir(node);
+        let dir = local.node_dir(node);
         std::fs::create_dir_all(&dir)
             .map_err(|e| db_error(node, phase, format!("creating {}: {e}", dir.display())))?;
         let log_path = self.log_path(node);
@@ -200,28 +526,30 @@ impl RaftkvDb {
             .append(true)
             .open(&log_path)
             .map_err(|e| db_error(node, phase, format!("opening {}: {e}", log_path.display())))?;
-        let peers: Vec<String> = ports
-            .values()
-            .map(|p| format!("{}={}", p.id, p.peer))
-            .collect();
         let mut command = tokio::process::Command::new(&self.program);
         command
             .arg("raftkv-server")
             .arg("--id")
             .arg(own.id.to_string())
             .arg("--peers")
-            .arg(peers.join(","))
+            .arg(&own.peers)
             .arg("--listen-client")
             .arg(own.client.to_string())
             .arg("--data-dir")
             .arg(&dir)
+            // A harness that dies, even of SIGKILL, leaves no node behind.
+            .arg("--exit-with-parent")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
-            // A harness that dies leaves no node behind (best effort: a SIGKILLed harness can).
+            // A FAKETIME in the harness's environment would override the offset file.
+            .env_remove("FAKETIME")
             .kill_on_drop(true);
         if !self.bugs.is_empty() {
             command.arg("--bug").arg(self.bugs.join(","));
+        }
+        if self.clock {
+            command.envs(faketime_env(&self.clock_path(node)));
         }
         let child = command.spawn().map_err(|e| {
             db_error(
@@ -239,51 +567,42 @@ impl RaftkvDb {
         Ok(())
     }
 
-    /// Waits until `node` answers `/status` with a known leader.
-    async fn await_ready(&self, node: &str, phase: &'static str) -> Result<(), HarnessError> {
-        let addr = self
-            .client_addr(node)
-            .ok_or_else(|| db_error(node, phase, "no ports chosen"))?;
-        let deadline = Instant::now() + self.ready_timeout;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            if let Some(Some(status)) = self
-                .running
-                .lock()
-                .expect("running lock")
-                .get_mut(node)
-                .map(|r| r.child.try_wait().ok().flatten())
-            {
-                return Err(db_error(
-                    node,
-                    phase,
-                    format!(
-                        "the node exited with {status} (see {})",
-                        self.log_path(node).display()
-                    ),
-                ));
-            }
-            let poll =
-                tokio::time::timeout(Duration::from_millis(1_000), http_get_status(addr)).await;
-            match poll {
-                Ok(Ok(status)) if !status["leader"].is_null() => return Ok(()),
-                Ok(Ok(status)) => last = format!("no leader yet: {status}"),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = "/status timed out".into(),
-            }
-            tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+    async fn setup_local(&self, node: &Node) -> Result<(), HarnessError> {
+        let local = self.local_nodes();
+        local.ports(&self.names)?;
+        local
+            .proxy
+            .start_from(&node.name)
+            .await
+            .map_err(|e| db_error(&node.name, "setup", e.to_string()))?;
+        if self.clock && self.pid(&node.name).is_none() {
+            std::fs::create_dir_all(&local.data_dir).map_err(|e| {
+                db_error(
+                    &node.name,
+                    "setup",
+                    format!("creating {}: {e}", local.data_dir.display()),
+                )
+            })?;
+            // The offset file must exist before the node starts: a fresh node's clock is
+            // not moved.
+            self.write_offset(node, 0).await?;
         }
-        Err(db_error(
-            node,
-            phase,
-            format!("not ready after {:?}: {last}", self.ready_timeout),
-        ))
+        self.spawn_local(&node.name, "setup")?;
+        self.await_ready(&node.name, "setup", || async {
+            Ok(local.exited(&node.name).map(|status| {
+                format!(
+                    "the node exited with {status} (see {})",
+                    self.log_path(&node.name).display()
+                )
+            }))
+        })
+        .await
     }
 
-    /// SIGCONT (a stopped process cannot die of SIGKILL until continued on some systems, and
-    /// must not stay stopped), SIGKILL, and reap. Idempotent.
-    async fn stop_process(&self, node: &Node, phase: &'static str) -> Result<(), HarnessError> {
-        let taken = self
+    /// SIGCONT (a stopped process must not stay stopped), SIGKILL, and reap. Idempotent.
+    async fn stop_local(&self, node: &Node, phase: &'static str) -> Result<(), HarnessError> {
+        let local = self.local_nodes();
+        let taken = local
             .running
             .lock()
             .expect("running lock")
@@ -293,10 +612,15 @@ impl RaftkvDb {
         };
         node.remote.signal(running.pid, Signal::Cont).await?;
         node.remote.signal(running.pid, Signal::Kill).await?;
-        match tokio::time::timeout(Duration::from_millis(REAP_TIMEOUT_MS), running.child.wait())
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
+        let reaped =
+            tokio::time::timeout(Duration::from_millis(REAP_TIMEOUT_MS), running.child.wait())
+                .await;
+        match reaped {
+            Ok(Ok(_)) => {
+                self.remove_faketime_shm(node.remote.as_ref(), running.pid)
+                    .await;
+                Ok(())
+            }
             Ok(Err(e)) => Err(db_error(&node.name, phase, format!("reaping: {e}"))),
             Err(_) => Err(db_error(
                 &node.name,
@@ -307,6 +631,138 @@ impl RaftkvDb {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Remote mode.
+
+impl RaftkvDb {
+    fn remote_node(&self, node: &str, phase: &'static str) -> Result<&RemoteNode, HarnessError> {
+        match &self.mode {
+            Mode::Remote(remote) => remote
+                .nodes
+                .get(node)
+                .ok_or_else(|| db_error(node, phase, "not a node of this cluster")),
+            Mode::Local(_) => unreachable!("called only in remote mode"),
+        }
+    }
+
+    /// The daemon that runs `node` on its host.
+    fn daemon(&self, node: &str, phase: &'static str) -> Result<Daemon, HarnessError> {
+        let Mode::Remote(remote) = &self.mode else {
+            unreachable!("called only in remote mode")
+        };
+        let own = self.remote_node(node, phase)?;
+        let dir = &own.dir;
+        let mut daemon = Daemon::new(
+            &format!("{dir}/faultline"),
+            &format!("{dir}/raftkv.pid"),
+            &format!("{dir}/raftkv.log"),
+        )
+        .dir(dir)
+        .arg("raftkv-server")
+        .args(["--id".to_string(), own.id.to_string()])
+        .args(["--peers", &remote.peers])
+        .args(["--listen-client".to_string(), own.client.to_string()])
+        .args(["--data-dir".to_string(), format!("{dir}/data")]);
+        if !self.bugs.is_empty() {
+            daemon = daemon.args(["--bug".to_string(), self.bugs.join(",")]);
+        }
+        if self.clock {
+            for (key, value) in faketime_env(&self.clock_path(node)) {
+                daemon = daemon.env(key, &value);
+            }
+        }
+        Ok(daemon)
+    }
+
+    async fn setup_remote(&self, node: &Node) -> Result<(), HarnessError> {
+        let remote = node.remote.as_ref();
+        let dir = self.remote_node(&node.name, "setup")?.dir.clone();
+        let daemon = self.daemon(&node.name, "setup")?;
+        let run = |command: Command| async move { daemon::run(remote, &command).await };
+        if daemon.pid(remote).await?.is_none() {
+            run(Command::new("mkdir", &["-p", &format!("{dir}/data")])).await?;
+            if self.clock {
+                let found = remote
+                    .exec(&Command::new("test", &["-e", LIBFAKETIME]))
+                    .await?;
+                if !found.success() {
+                    return Err(db_error(
+                        &node.name,
+                        "setup",
+                        format!(
+                            "the clock nemesis needs libfaketime: {LIBFAKETIME} is missing \
+                             (apt-get install libfaketime)"
+                        ),
+                    ));
+                }
+                self.write_offset(node, 0).await?;
+            }
+            // Upload beside, then rename: a binary that is running cannot be overwritten,
+            // and a rename leaves a running copy intact.
+            let binary = format!("{dir}/faultline");
+            let upload = format!("{binary}.upload");
+            remote.upload(&self.program, &upload).await?;
+            run(Command::new("chmod", &["755", &upload])).await?;
+            run(Command::new("mv", &["-f", &upload, &binary])).await?;
+        }
+        self.start_remote(node, "setup").await?;
+        self.await_ready(&node.name, "setup", || async {
+            Ok(match daemon.pid(remote).await? {
+                Some(_) => None,
+                None => Some(format!(
+                    "the node is not running (see {} on the node)",
+                    daemon.logfile
+                )),
+            })
+        })
+        .await
+    }
+
+    async fn start_remote(&self, node: &Node, phase: &'static str) -> Result<(), HarnessError> {
+        let pid = self
+            .daemon(&node.name, phase)?
+            .start(node.remote.as_ref())
+            .await?;
+        if self.started_pids.lock().expect("pids lock").insert(pid) {
+            tracing::info!(node = node.name, pid, "started raftkv node");
+        }
+        Ok(())
+    }
+
+    async fn kill_remote(&self, node: &Node, phase: &'static str) -> Result<(), HarnessError> {
+        let remote = node.remote.as_ref();
+        let daemon = self.daemon(&node.name, phase)?;
+        if let Some(pid) = daemon.pid(remote).await? {
+            daemon.kill(remote).await?;
+            self.remove_faketime_shm(remote, pid).await;
+        }
+        Ok(())
+    }
+
+    async fn teardown_remote(&self, node: &Node) -> Result<(), HarnessError> {
+        self.kill_remote(node, "teardown").await?;
+        let dir = &self.remote_node(&node.name, "teardown")?.dir;
+        // The log stays, to be collected; everything else of this node goes.
+        let mut rm = vec!["-rf".to_string()];
+        for name in [
+            "data",
+            "faultline",
+            "faultline.upload",
+            "faketime",
+            "faketime.tmp",
+            "raftkv.pid",
+        ] {
+            rm.push(format!("{dir}/{name}"));
+        }
+        let rm: Vec<&str> = rm.iter().map(String::as_str).collect();
+        daemon::run(node.remote.as_ref(), &Command::new("rm", &rm)).await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seams.
+
 impl Db for RaftkvDb {
     fn setup<'a>(
         &'a self,
@@ -314,8 +770,11 @@ impl Db for RaftkvDb {
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
-            self.spawn(&node.name, "setup")?;
-            self.await_ready(&node.name, "setup").await
+            self.check_node(&node.name, "setup")?;
+            match &self.mode {
+                Mode::Local(_) => self.setup_local(node).await,
+                Mode::Remote(_) => self.setup_remote(node).await,
+            }
         })
     }
 
@@ -324,7 +783,18 @@ impl Db for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(self.stop_process(node, "teardown"))
+        Box::pin(async move {
+            self.check_node(&node.name, "teardown")?;
+            match &self.mode {
+                Mode::Local(local) => {
+                    let stopped = self.stop_local(node, "teardown").await;
+                    // The node's outgoing links go with it, whatever happened to the process.
+                    local.proxy.stop_from(&node.name).await;
+                    stopped
+                }
+                Mode::Remote(_) => self.teardown_remote(node).await,
+            }
+        })
     }
 
     fn as_kill(&self) -> Option<&dyn Kill> {
@@ -333,6 +803,22 @@ impl Db for RaftkvDb {
 
     fn as_pause(&self) -> Option<&dyn Pause> {
         Some(self)
+    }
+
+    fn as_primary(&self) -> Option<&dyn Primary> {
+        Some(self)
+    }
+
+    fn as_clock(&self) -> Option<&dyn ClockSkew> {
+        if self.clock {
+            Some(self)
+        } else {
+            None
+        }
+    }
+
+    fn as_net(&self) -> Option<&dyn Net> {
+        self.proxy().map(|proxy| proxy as &dyn Net)
     }
 
     fn log_files(&self, _test: &Test, node: &Node) -> Vec<PathBuf> {
@@ -346,7 +832,13 @@ impl Kill for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(self.stop_process(node, "kill"))
+        Box::pin(async move {
+            self.check_node(&node.name, "kill")?;
+            match &self.mode {
+                Mode::Local(_) => self.stop_local(node, "kill").await,
+                Mode::Remote(_) => self.kill_remote(node, "kill").await,
+            }
+        })
     }
 
     fn start<'a>(
@@ -356,7 +848,13 @@ impl Kill for RaftkvDb {
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
         // No readiness wait: a restarted node rejoins in its own time, and a restart during a
         // fault (no quorum) must not block the nemesis.
-        Box::pin(async move { self.spawn(&node.name, "start") })
+        Box::pin(async move {
+            self.check_node(&node.name, "start")?;
+            match &self.mode {
+                Mode::Local(_) => self.spawn_local(&node.name, "start"),
+                Mode::Remote(_) => self.start_remote(node, "start").await,
+            }
+        })
     }
 }
 
@@ -366,7 +864,7 @@ impl Pause for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(self.signal(node, Signal::Stop))
+        Box::pin(self.signal(node, Signal::Stop, "pause"))
     }
 
     fn resume<'a>(
@@ -374,32 +872,102 @@ impl Pause for RaftkvDb {
         _test: &'a Test,
         node: &'a Node,
     ) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(self.signal(node, Signal::Cont))
+        Box::pin(self.signal(node, Signal::Cont, "resume"))
     }
 }
 
 impl RaftkvDb {
     /// Signals the node's own process, if it is running (never anything else on the host).
-    async fn signal(&self, node: &Node, signal: Signal) -> Result<(), HarnessError> {
-        match self.pid(&node.name) {
-            Some(pid) => node.remote.signal(pid, signal).await,
-            None => Ok(()),
+    async fn signal(
+        &self,
+        node: &Node,
+        signal: Signal,
+        phase: &'static str,
+    ) -> Result<(), HarnessError> {
+        self.check_node(&node.name, phase)?;
+        match &self.mode {
+            Mode::Local(_) => match self.pid(&node.name) {
+                Some(pid) => node.remote.signal(pid, signal).await,
+                None => Ok(()),
+            },
+            Mode::Remote(_) => {
+                self.daemon(&node.name, phase)?
+                    .signal(node.remote.as_ref(), signal)
+                    .await
+            }
         }
     }
 }
 
-async fn http_get_status(addr: SocketAddr) -> Result<Value, String> {
-    let mut connection = Connection::connect(addr)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let response = connection
-        .request("GET", "/status", None)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    if response.status != 200 {
-        return Err(format!("/status answered {}", response.status));
+impl Primary for RaftkvDb {
+    fn primaries<'a>(
+        &'a self,
+        _test: &'a Test,
+        nodes: &'a [Node],
+    ) -> BoxFuture<'a, Result<Vec<String>, HarnessError>> {
+        Box::pin(async move {
+            // Every node at once: a paused node takes the whole status timeout to not answer.
+            let asks: Vec<(String, tokio::task::JoinHandle<Result<Value, String>>)> = nodes
+                .iter()
+                .filter_map(|node| {
+                    let addr = self.client_addr(&node.name)?;
+                    Some((node.name.clone(), tokio::spawn(status(addr))))
+                })
+                .collect();
+            let mut leaders = Vec::new();
+            for (name, ask) in asks {
+                if let Ok(Ok(status)) = ask.await {
+                    if status["role"] == "leader" {
+                        leaders.push(name);
+                    }
+                }
+            }
+            Ok(leaders)
+        })
     }
-    Ok(response.body)
+}
+
+impl ClockSkew for RaftkvDb {
+    fn set_offset<'a>(
+        &'a self,
+        _test: &'a Test,
+        node: &'a Node,
+        offset_ms: i64,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async move {
+            self.check_node(&node.name, "clock")?;
+            if !self.clock {
+                return Err(db_error(
+                    &node.name,
+                    "clock",
+                    "nodes run without libfaketime: the clock nemesis was not enabled at start",
+                ));
+            }
+            self.write_offset(node, offset_ms).await?;
+            tracing::info!(node = node.name, offset_ms, "moved the node's clock");
+            Ok(())
+        })
+    }
+}
+
+/// `GET /status` of the node at `addr`, bounded by a second.
+pub async fn status(addr: SocketAddr) -> Result<Value, String> {
+    let ask = async {
+        let mut connection = Connection::connect(addr)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let response = connection
+            .request("GET", "/status", None)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        if response.status != 200 {
+            return Err(format!("/status answered {}", response.status));
+        }
+        Ok(response.body)
+    };
+    tokio::time::timeout(Duration::from_millis(STATUS_TIMEOUT_MS), ask)
+        .await
+        .unwrap_or_else(|_| Err("/status timed out".into()))
 }
 
 /// The key of an operation as a path segment: its JSON text (strings unquoted),
@@ -534,7 +1102,8 @@ impl Client for RaftkvClient {
     }
 }
 
-/// The raftkv target for `test`.
+/// The raftkv target for `test`: local processes when `test.addresses` is empty, else one
+/// node per address.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
     if test.workload != "register" {
         return Err(TargetError::UnsupportedWorkload {
@@ -556,39 +1125,54 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         option: option.into(),
         why,
     };
-    let mut nodes = DEFAULT_NODES;
-    let mut data_dir = std::env::temp_dir().join(format!(
-        "faultline-raftkv-{}-{}",
-        std::process::id(),
-        test.seed
-    ));
+    let path_option = |name: &str, value: &Value| {
+        value
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| bad(name, format!("expected a path, got {value}")))
+    };
+    let port_option = |name: &str, value: &Value| {
+        value
+            .as_u64()
+            .filter(|p| (1..=u64::from(u16::MAX)).contains(p))
+            .map(|p| p as u16)
+            .ok_or_else(|| bad(name, format!("expected a port (1 to 65535), got {value}")))
+    };
+    let mut nodes = None;
+    let mut data_dir = None;
     let mut program = None;
+    let mut peer_port = DEFAULT_PEER_PORT;
+    let mut client_port = DEFAULT_CLIENT_PORT;
+    let mut remote_dir = DEFAULT_REMOTE_DIR.to_string();
     for (name, value) in &test.target_options {
         match name.as_str() {
             "nodes" => {
-                nodes = value
-                    .as_u64()
-                    .filter(|n| (1..=MAX_NODES as u64).contains(n))
-                    .ok_or_else(|| bad(name, format!("expected 1 to {MAX_NODES}, got {value}")))?
-                    as usize;
-            }
-            "data_dir" => {
-                data_dir = PathBuf::from(
+                nodes = Some(
                     value
-                        .as_str()
-                        .ok_or_else(|| bad(name, format!("expected a path, got {value}")))?,
-                )
+                        .as_u64()
+                        .filter(|n| (1..=MAX_NODES as u64).contains(n))
+                        .ok_or_else(|| {
+                            bad(name, format!("expected 1 to {MAX_NODES}, got {value}"))
+                        })? as usize,
+                );
             }
-            "program" => {
-                program =
-                    Some(PathBuf::from(value.as_str().ok_or_else(|| {
-                        bad(name, format!("expected a path, got {value}"))
-                    })?))
+            "data_dir" => data_dir = Some(path_option(name, value)?),
+            "program" => program = Some(path_option(name, value)?),
+            "peer_port" => peer_port = port_option(name, value)?,
+            "client_port" => client_port = port_option(name, value)?,
+            "remote_dir" => {
+                let dir = path_option(name, value)?;
+                if !dir.is_absolute() {
+                    return Err(bad(name, format!("expected an absolute path, got {value}")));
+                }
+                remote_dir = path_text(&dir);
             }
             _ => {
                 return Err(bad(
                     name,
-                    "unknown option; known: nodes, data_dir, program".into(),
+                    "unknown option; known: nodes, data_dir, program, peer_port, client_port, \
+                     remote_dir"
+                        .into(),
                 ))
             }
         }
@@ -598,17 +1182,86 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         None => std::env::current_exe()
             .map_err(|e| bad("program", format!("cannot find this executable: {e}")))?,
     };
-    let names: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
-    let db = std::sync::Arc::new(RaftkvDb::new(
-        program,
-        names.clone(),
-        data_dir,
-        test.bugs.clone(),
-    ));
+    let clock = test.nemesis.iter().any(|n| n == "clock");
+    let db = if test.addresses.is_empty() {
+        if clock && !Path::new(LIBFAKETIME).exists() {
+            return Err(bad(
+                "nemesis clock",
+                format!(
+                    "needs libfaketime: {LIBFAKETIME} is missing (apt-get install libfaketime)"
+                ),
+            ));
+        }
+        let names: Vec<String> = (1..=nodes.unwrap_or(DEFAULT_NODES))
+            .map(|i| format!("n{i}"))
+            .collect();
+        let data_dir = data_dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "faultline-raftkv-{}-{}",
+                std::process::id(),
+                test.seed
+            ))
+        });
+        RaftkvDb::local(
+            program,
+            names,
+            data_dir,
+            test.bugs.clone(),
+            test.seed_for("proxy"),
+        )
+    } else {
+        // The nodes the test names, each with an address; else every address.
+        let hosts: BTreeMap<String, String> = if test.nodes.is_empty() {
+            test.addresses.clone()
+        } else {
+            let mut hosts = BTreeMap::new();
+            for node in &test.nodes {
+                let address = test
+                    .addresses
+                    .get(node)
+                    .ok_or_else(|| bad("addresses", format!("node {node} has no address")))?;
+                hosts.insert(node.clone(), address.clone());
+            }
+            hosts
+        };
+        if hosts.len() > MAX_NODES {
+            return Err(bad(
+                "addresses",
+                format!("{} nodes; at most {MAX_NODES}", hosts.len()),
+            ));
+        }
+        if let Some(n) = nodes.filter(|&n| n != hosts.len()) {
+            return Err(bad(
+                "nodes",
+                format!("{n} nodes, but {} addresses", hosts.len()),
+            ));
+        }
+        // Unique per test run (and per node, below): lab hosts share one file system, and a
+        // run must not meet the files of another.
+        let run = format!(
+            "{}-{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            test.seed
+        );
+        let run_dir = format!("{}/{run}", remote_dir.trim_end_matches('/'));
+        RaftkvDb::remote(
+            program,
+            &hosts,
+            (peer_port, client_port),
+            &run_dir,
+            test.bugs.clone(),
+        )
+        .map_err(|why| bad("addresses", why))?
+    };
+    let db = std::sync::Arc::new(db.with_clock(clock));
     Ok(Target {
         db: db.clone(),
-        client: std::sync::Arc::new(RaftkvClient::new(db)),
-        nodes: names,
+        client: std::sync::Arc::new(RaftkvClient::new(db.clone())),
+        nodes: db.names.clone(),
     })
 }
 
@@ -662,7 +1315,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(chmod.success());
-        let db = RaftkvDb::new(script, vec!["n1".into()], dir.join("nodes"), Vec::new())
+        let db = RaftkvDb::local(script, vec!["n1".into()], dir.join("nodes"), Vec::new(), 1)
             .with_ready_timeout(Duration::from_millis(300));
         let test = Test::example("raftkv", "register", 1);
         let node = Node {
@@ -704,5 +1357,71 @@ mod tests {
             super::target(&test),
             Err(TargetError::UnknownBug { .. })
         ));
+    }
+
+    #[test]
+    fn clock_offsets_are_written_as_fractional_seconds() {
+        assert_eq!(faketime_offset(0), "+0.000s");
+        assert_eq!(faketime_offset(1_500), "+1.500s");
+        assert_eq!(faketime_offset(-250), "-0.250s");
+        assert_eq!(faketime_offset(-61_005), "-61.005s");
+        assert_eq!(faketime_offset(i64::MIN), "-9223372036854775.808s");
+    }
+
+    #[test]
+    fn remote_nodes_come_from_the_addresses() {
+        let mut test = Test::example("raftkv", "register", 1);
+        test.nemesis = vec!["clock".into(), "partition".into()];
+        test.nodes.clear();
+        test.addresses = [("n1", "127.0.0.11"), ("n2", "127.0.0.12")]
+            .into_iter()
+            .map(|(n, a)| (n.to_string(), a.to_string()))
+            .collect();
+        test.target_options
+            .insert("client_port".into(), json!(9001));
+        let Ok(target) = target(&test) else {
+            panic!("builds")
+        };
+        assert_eq!(target.nodes, ["n1", "n2"]);
+        assert!(target.db.as_net().is_none());
+        assert!(target.db.as_clock().is_some());
+        assert!(target.db.as_primary().is_some());
+        let log = &target.db.log_files(&test, &node("n2"))[0];
+        assert!(log.starts_with(DEFAULT_REMOTE_DIR), "{}", log.display());
+        assert!(log.ends_with("n2/raftkv.log"), "{}", log.display());
+
+        // The test's node list picks among the addresses; each needs one.
+        test.nodes = vec!["n2".into()];
+        let Ok(target) = super::target(&test) else {
+            panic!("builds")
+        };
+        assert_eq!(target.nodes, ["n2"]);
+        test.nodes = vec!["n3".into()];
+        let Err(e) = super::target(&test) else {
+            panic!("n3 has no address")
+        };
+        assert!(e.to_string().contains("n3 has no address"), "{e}");
+        test.nodes.clear();
+        for (option, value) in [
+            ("nodes", json!(3)),
+            ("peer_port", json!(0)),
+            ("client_port", json!("x")),
+            ("remote_dir", json!("relative")),
+            ("colour", json!(1)),
+        ] {
+            let mut test = test.clone();
+            test.target_options.insert(option.into(), value);
+            let Err(e) = super::target(&test) else {
+                panic!("{option} is rejected")
+            };
+            assert!(e.to_string().contains(option), "{e}");
+        }
+    }
+
+    fn node(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            remote: std::sync::Arc::new(crate::local::LocalRemote::new(name)),
+        }
     }
 }

@@ -24,7 +24,7 @@
 //! | `POST /kv/{key}/cas`, body `{"expected":E,"new":N}` | 200 | 409 `{"error":"compare-failed","definite":true,"current":V}`, and as PUT |
 //! | `DELETE /kv/{key}` | 200 | as PUT |
 //! | `POST /txn`, body `[["r","x",null],["w","y",1],["append","z",3]]` | 200 `{"ok":true,"value":[["r","x",V],...]}` | as PUT; 409 txn-aborted (snapshot-isolation-txn bug, definite) |
-//! | `GET /status` | 200 `{"ok":true,"id","term","leader","role","commit","applied",...}` of this node | |
+//! | `GET /status` | 200 `{"ok":true,"id","term","leader","role","commit","applied",...,"wall_clock_ms"}` of this node | |
 //!
 //! Keys are the rest of the path, percent-decoded (`/kv/a%2Fb` is key `a/b`). Requests to a
 //! follower are **forwarded to the leader** over the peer link and the leader's answer is

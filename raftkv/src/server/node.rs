@@ -365,6 +365,12 @@ impl NodeLoop {
             "applied": self.kv.applied_index(),
             "last_index": self.raft.log().last_index(),
             "snapshot_index": self.raft.log().snapshot().index,
+            // This node's wall clock (ms since the epoch): how a harness sees the clock skew
+            // it injects (libfaketime) and the lease-read bug's view of time.
+            "wall_clock_ms": SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
         }))
     }
 

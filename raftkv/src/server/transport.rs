@@ -9,7 +9,9 @@
 //! Framing: `[length: u32 big-endian][JSON PeerFrame]`. A connection opens with a `Hello`
 //! naming the sender and the member it meant to reach; a receiver drops connections from
 //! strangers. A dialer that fails retries with exponential back-off, and drops what was queued
-//! meanwhile: Raft retransmits, and a message that sat in a queue for seconds is stale.
+//! meanwhile: Raft retransmits, and a message that sat in a queue for seconds is stale. A
+//! connection closed within a second of opening counts as a failed attempt too (a fault proxy
+//! that cuts a link accepts and closes at once).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,9 @@ pub const PEER_QUEUE_FRAMES: usize = 4096;
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 const BACKOFF_MIN_MS: u64 = 20;
 const BACKOFF_MAX_MS: u64 = 1_000;
+/// A connection that lasts this long before failing counts as a working link (reconnect at
+/// once); one that fails sooner counts as a failed attempt (back off).
+const STABLE_LINK_MS: u64 = 1_000;
 const HELLO_TIMEOUT_MS: u64 = 5_000;
 const WRITE_TIMEOUT_MS: u64 = 2_000;
 
@@ -158,35 +163,45 @@ async fn dial_loop(
         if *shutdown.borrow() {
             return;
         }
-        let stream = match connect(peer_addr, bind_ip).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                failures += 1;
-                if failures.is_power_of_two() {
-                    tracing::warn!(peer, %peer_addr, failures, "cannot connect to peer: {e}");
+        let failure = match connect(peer_addr, bind_ip).await {
+            Err(e) => format!("cannot connect to peer: {e}"),
+            Ok(stream) => {
+                if failures == 0 {
+                    tracing::info!(peer, %peer_addr, "connected to peer");
                 }
-                // Whatever was queued while the link was down is stale: Raft resends.
+                // Drop what queued up while we were away, then mark the link up.
                 while frames.try_recv().is_ok() {}
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
-                    _ = shutdown.changed() => return,
+                connected.store(true, Ordering::Relaxed);
+                let opened = std::time::Instant::now();
+                let result = send_frames(id, peer, stream, &mut frames, &mut shutdown).await;
+                connected.store(false, Ordering::Relaxed);
+                match result {
+                    Ok(()) => return,
+                    // A link that stayed up a while: reconnect at once.
+                    Err(e) if opened.elapsed() >= Duration::from_millis(STABLE_LINK_MS) => {
+                        tracing::warn!(peer, %peer_addr, "peer connection lost: {e}");
+                        failures = 0;
+                        backoff_ms = BACKOFF_MIN_MS;
+                        continue;
+                    }
+                    // Closed right after it opened (a fault proxy or firewall that cuts the
+                    // link, a peer that rejects us): a failed attempt like a refused one, or
+                    // this loop would spin reconnecting.
+                    Err(e) => format!("peer connection closed at once: {e}"),
                 }
-                backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
-                continue;
             }
         };
-        tracing::info!(peer, %peer_addr, "connected to peer");
-        failures = 0;
-        backoff_ms = BACKOFF_MIN_MS;
-        // Drop what queued up while we were away, then mark the link up.
-        while frames.try_recv().is_ok() {}
-        connected.store(true, Ordering::Relaxed);
-        let result = send_frames(id, peer, stream, &mut frames, &mut shutdown).await;
-        connected.store(false, Ordering::Relaxed);
-        match result {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(peer, %peer_addr, "peer connection lost: {e}"),
+        failures += 1;
+        if failures.is_power_of_two() {
+            tracing::warn!(peer, %peer_addr, failures, "{failure}");
         }
+        // Whatever was queued while the link was down is stale: Raft resends.
+        while frames.try_recv().is_ok() {}
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
     }
 }
 
