@@ -25,6 +25,7 @@ pub mod http;
 pub mod local;
 pub mod memory;
 pub mod raftkv;
+pub mod ssh;
 
 use std::sync::Arc;
 
