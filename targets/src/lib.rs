@@ -22,6 +22,7 @@
 
 pub mod daemon;
 pub mod http;
+pub mod iptables;
 pub mod local;
 pub mod memory;
 pub mod raftkv;
