@@ -163,6 +163,28 @@ fn assert_gone(name: &str) {
     }
 }
 
+/// SIGKILLs the per-connection sshd processes (not the listener) of `host` in lab `name`, which
+/// drops every SSH session to it. Returns how many there were.
+fn kill_ssh_sessions(name: &str, host: &str) -> usize {
+    let namespace = format!("fl-{name}-{host}");
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &namespace])
+        .output()
+        .unwrap();
+    let mut killed = 0;
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        // Sessions retitle themselves `sshd: root@notty` (the listener `sshd: /usr/sbin/sshd`).
+        if cmdline.starts_with(b"sshd: root@") {
+            let status = Command::new("kill").args(["-KILL", pid]).status().unwrap();
+            killed += usize::from(status.success());
+        }
+    }
+    // Let the kernel close the connections before the caller goes on.
+    std::thread::sleep(Duration::from_millis(100));
+    killed
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -194,24 +216,31 @@ fn lab_hosts_are_driven_over_ssh_partitioned_with_iptables_and_removed_by_down()
         .collect();
     let rt = runtime();
     rt.block_on(async {
-        // Hostnames, and peers by name through the lab's hosts file.
-        for (node, _, remote) in &hosts {
-            let hostname = stdout_of(remote, &RemoteCommand::new("hostname", &[])).await;
-            assert_eq!(hostname.trim(), node);
-            let mut getent = RemoteCommand::new("getent", &["hosts"]);
-            getent.args.extend(addresses.keys().cloned());
-            let lines = stdout_of(remote, &getent).await;
-            for ((peer, address), line) in addresses.iter().zip(lines.lines()) {
-                assert!(
-                    line.starts_with(&format!("{address} ")),
-                    "{node}: {peer}: {line}"
-                );
-                assert!(
-                    line.ends_with(&format!(" {peer}")),
-                    "{node}: {peer}: {line}"
-                );
-            }
-            assert_eq!(lines.lines().count(), addresses.len(), "{lines}");
+        // Hostnames, and peers by name through the lab's hosts file (hosts in parallel).
+        let mut checks = tokio::task::JoinSet::new();
+        for (node, _, remote) in hosts.clone() {
+            let addresses = addresses.clone();
+            checks.spawn(async move {
+                let hostname = stdout_of(&remote, &RemoteCommand::new("hostname", &[])).await;
+                assert_eq!(hostname.trim(), node);
+                let mut getent = RemoteCommand::new("getent", &["hosts"]);
+                getent.args.extend(addresses.keys().cloned());
+                let lines = stdout_of(&remote, &getent).await;
+                for ((peer, address), line) in addresses.iter().zip(lines.lines()) {
+                    assert!(
+                        line.starts_with(&format!("{address} ")),
+                        "{node}: {peer}: {line}"
+                    );
+                    assert!(
+                        line.ends_with(&format!(" {peer}")),
+                        "{node}: {peer}: {line}"
+                    );
+                }
+                assert_eq!(lines.lines().count(), addresses.len(), "{lines}");
+            });
+        }
+        while let Some(check) = checks.join_next().await {
+            check.unwrap();
         }
         let n1 = &hosts[0].2;
 
@@ -264,6 +293,39 @@ fn lab_hosts_are_driven_over_ssh_partitioned_with_iptables_and_removed_by_down()
             .unwrap();
         let _ = std::fs::remove_dir_all(&scratch);
         // The session survives an error: the next command runs.
+        assert_eq!(
+            stdout_of(n1, &RemoteCommand::new("hostname", &[]))
+                .await
+                .trim(),
+            "n1"
+        );
+
+        // A session lost mid-command is an error, and the command is not run again; the
+        // next call reconnects.
+        let marker = format!("/tmp/faultline-lab-{name}-ran");
+        let _ = std::fs::remove_file(&marker);
+        let slow = {
+            let n1 = n1.clone();
+            let script = format!("sleep 1; echo ran >> {marker}");
+            tokio::spawn(async move { n1.exec(&shell(&script)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let killed = kill_ssh_sessions(&name, "n1");
+        assert!(killed > 0, "n1 had a session");
+        let lost = slow.await.unwrap();
+        assert!(lost.is_err(), "a lost session is an error: {lost:?}");
+        assert_eq!(
+            stdout_of(n1, &RemoteCommand::new("hostname", &[]))
+                .await
+                .trim(),
+            "n1"
+        );
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(ran, "ran\n", "the command ran once, never resent");
+        let _ = std::fs::remove_file(&marker);
+        // A kept session that died between calls is replaced before anything is sent.
+        assert!(kill_ssh_sessions(&name, "n1") > 0);
         assert_eq!(
             stdout_of(n1, &RemoteCommand::new("hostname", &[]))
                 .await
@@ -405,6 +467,43 @@ fn lab_hosts_are_driven_over_ssh_partitioned_with_iptables_and_removed_by_down()
         "the lab stays up: {}",
         text(&status)
     );
+
+    // The same hosts as real machines (`--hosts`): reached over SSH with the given key; with
+    // strict host-key checking and hosts missing from ~/.ssh/known_hosts, the run fails
+    // as a harness error that says why.
+    let key = Path::new(LABS_DIR).join(&name).join("id_ed25519");
+    let listed = format!("{},{}", addresses["n1"], addresses["n2"]);
+    let mut args = vec![
+        "test",
+        "--target",
+        "memory",
+        "--hosts",
+        &listed,
+        "--ssh-private-key",
+        key.to_str().unwrap(),
+        "--time-limit",
+        "0.5",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let out = faultline(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("--hosts {listed}")));
+    let home = std::env::temp_dir().join(format!("faultline-lab-home-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    args.push("--strict-host-key-checking");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(&args)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("known_hosts"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&home);
     let _ = std::fs::remove_dir_all(&store);
 
     // Down removes everything, the processes started over SSH too; twice is fine.
