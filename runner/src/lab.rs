@@ -487,17 +487,27 @@ fn subnets_in_use() -> anyhow::Result<BTreeSet<u8>> {
         &["-4", "-o", "addr", "show"][..],
         &["-4", "route", "show", "table", "all"],
     ] {
-        let out = command_output("ip", args)?;
-        let prefix = format!("{SUBNET_PREFIX}.");
-        for (at, _) in out.match_indices(&prefix) {
-            let rest = &out[at + prefix.len()..];
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if let Ok(k) = digits.parse::<u8>() {
-                used.insert(k);
-            }
-        }
+        used.extend(third_octets(&command_output("ip", args)?));
     }
     Ok(used)
+}
+
+/// The K of every address `10.88.K.x` in `text` (not of `110.88.K.x`).
+fn third_octets(text: &str) -> BTreeSet<u8> {
+    let prefix = format!("{SUBNET_PREFIX}.");
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices(&prefix) {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_digit() || c == '.') {
+            continue;
+        }
+        let rest = &text[at + prefix.len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if let Ok(k) = digits.parse::<u8>() {
+            found.insert(k);
+        }
+    }
+    found
 }
 
 /// Keys, the hosts file, resolv.conf, and each host's sshd config.
@@ -606,8 +616,7 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 /// policy or rule there would silence the lab, so accept the bridge's own traffic first.
 fn allow_forwarding(state: &mut LabState) -> anyhow::Result<()> {
     let rules = command_output("iptables", &["-w", "-S", "FORWARD"])?;
-    let open = rules.trim() == "-P FORWARD ACCEPT";
-    if open {
+    if !forwarding_may_drop(&rules) {
         return Ok(());
     }
     let rule: Vec<String> = ["-i", &state.bridge, "-o", &state.bridge, "-j", "ACCEPT"]
@@ -619,6 +628,13 @@ fn allow_forwarding(state: &mut LabState) -> anyhow::Result<()> {
     let mut args = vec!["-w".to_string(), "-I".into(), "FORWARD".into(), "1".into()];
     args.extend(rule);
     run_checked("iptables", &args)
+}
+
+/// Whether a FORWARD chain (as `iptables -S FORWARD` prints it) may drop the lab's bridged
+/// traffic: anything but an ACCEPT policy with no rules (a rule may drop or jump to a chain
+/// that does; an ACCEPT of our own in front costs nothing).
+fn forwarding_may_drop(rules: &str) -> bool {
+    rules.trim() != "-P FORWARD ACCEPT"
 }
 
 /// The bridge, and for each host its namespace, veth pair, addresses and default route: one
@@ -1198,6 +1214,23 @@ mod tests {
         for bad in ["", "abcdefghi", "Lab", "a-b", "a b", "../x", "ü"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn subnets_in_use_are_read_from_addresses_and_routes() {
+        let text = "3: flbr-a    inet 10.88.1.1/24 scope global flbr-a\n\
+                    10.88.250.0/24 dev x proto kernel\n\
+                    inet 110.88.7.1/8 and 10.88.x and 1.10.88.9.1\n";
+        assert_eq!(third_octets(text), BTreeSet::from([1, 250]));
+    }
+
+    #[test]
+    fn forwarding_gets_an_accept_unless_it_is_wide_open() {
+        assert!(!forwarding_may_drop("-P FORWARD ACCEPT\n"));
+        assert!(forwarding_may_drop("-P FORWARD DROP\n"));
+        assert!(forwarding_may_drop(
+            "-P FORWARD ACCEPT\n-A FORWARD -j DOCKER-USER\n"
+        ));
     }
 
     #[test]
