@@ -1,10 +1,12 @@
 //! The `faultline` command.
 //!
-//! `faultline check` checks history files offline (`CONTRACTS.md` §2). Exit codes follow
-//! Jepsen: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unreadable input, 255 internal
-//! error.
+//! `faultline check` checks history files offline (`CONTRACTS.md` §2); `faultline test` runs a
+//! test (§3); `faultline lab` builds and removes network-namespace hosts (`docs/lab.md`). Exit
+//! codes follow Jepsen: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unreadable input,
+//! 255 internal error.
 
 mod check;
+mod lab;
 mod raftkv_server;
 mod test;
 
@@ -34,6 +36,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a test: set up a target, record a history under a workload, check it, store it.
     Test(test::TestArgs),
+    /// Network-namespace hosts with sshd on this machine (root): up, down, status.
+    Lab(lab::LabArgs),
     /// One raftkv node in this process (how the raftkv target starts its nodes).
     #[command(hide = true)]
     RaftkvServer(raftkv_server::RaftkvServerArgs),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::RaftkvServer(args) => raftkv_server::run(args),
     }
 }

@@ -8,9 +8,16 @@
 //! 3. set up the db on every node (bounded), then the nemesis;
 //! 4. run the interpreter: workers stream `history.jsonl`; Ctrl-C stops drawing operations and
 //!    lets in-flight ones finish (bounded by the drain limit);
-//! 5. heal (nemesis teardown) and tear the db down on every node, going on past failures;
+//! 5. heal (nemesis teardown, then the network's heal) and tear the db down on every node,
+//!    going on past failures; copy every node's log files into `<run>/nodes/<node>/`;
 //! 6. read `history.jsonl` back and check it as `faultline check` would; write `results.json`;
 //! 7. print the summary, the verdict and the command that reruns this run with its seed.
+//!
+//! Where the nodes run: local processes (default), the hosts of a lab on this machine
+//! (`--lab N`, brought up for the run when it does not exist, and then taken down on every
+//! exit path), or real machines (`--hosts`). Lab hosts and machines are reached over SSH
+//! ([`SshRemote`]), their addresses are in `test.addresses`, and network faults are iptables
+//! rules on them ([`IptablesNet`]).
 //!
 //! Exit status: 0 valid, 1 invalid, 2 unknown (also a valid run that was interrupted), 254 bad
 //! arguments, 255 a harness failure (after teardown, and after checking what was recorded).
@@ -31,12 +38,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use faultline_checker::Validity;
 use faultline_core::jsonl::{read_jsonl_file, HistoryWriter};
 use faultline_core::test::derive_seed;
-use faultline_core::{Limits, Nemesis as _, Node, Test};
+use faultline_core::{Limits, Nemesis as _, Net, Node, Remote, Test};
+use faultline_targets::iptables::IptablesNet;
 use faultline_targets::local::LocalRemote;
+use faultline_targets::ssh::{SshConfig, SshRemote};
 use faultline_workloads::clock::MonotonicClock;
 use faultline_workloads::interpreter::{Counters, Interpreter, Recorded, Stop};
 use faultline_workloads::Checked;
 
+use crate::lab;
 use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 /// Operations per second when `--rate` is not given.
@@ -55,8 +65,8 @@ pub struct TestArgs {
     #[arg(long, default_value = "register")]
     workload: String,
 
-    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. kill, pause
-    /// and none are available today. Default: pause,kill for raftkv, none for memory.
+    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Default:
+    /// partition,pause,kill for raftkv, none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
 
@@ -101,7 +111,123 @@ pub struct TestArgs {
     /// An operation running longer than this completes as info (error "timeout").
     #[arg(long, default_value_t = Limits::default().op_timeout_ms)]
     op_timeout_ms: u64,
+
+    /// etcd: linearizable reads (default) or serializable (local, possibly stale) reads.
+    #[arg(long, value_parser = ["linearizable", "serializable"])]
+    read_mode: Option<String>,
+
+    /// zookeeper: `sync` before every read.
+    #[arg(long)]
+    sync_reads: bool,
+
+    /// Run on N network-namespace hosts of a lab on this machine (root): the lab named by
+    /// --lab-name if it is up with at least N hosts, else one brought up for this run and
+    /// taken down at its end.
+    #[arg(long, conflicts_with = "hosts")]
+    lab: Option<usize>,
+
+    /// The lab --lab uses (default: default).
+    #[arg(long, requires = "lab")]
+    lab_name: Option<String>,
+
+    /// Run on these machines over SSH, comma-separated; node nI is the I-th host.
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
+
+    /// --hosts: the user to log in as (default root).
+    #[arg(long)]
+    username: Option<String>,
+
+    /// --hosts: the private key to log in with.
+    #[arg(long)]
+    ssh_private_key: Option<PathBuf>,
+
+    /// --hosts: sshd's port (default 22).
+    #[arg(long)]
+    ssh_port: Option<u16>,
+
+    /// --hosts: refuse hosts whose key is not in ~/.ssh/known_hosts.
+    #[arg(long)]
+    strict_host_key_checking: bool,
 }
+
+/// Where the nodes of a run live and how they are reached.
+#[derive(Debug, Clone, Default)]
+struct Cluster {
+    /// Node name to address, in node order; empty for local processes.
+    addresses: Vec<(String, String)>,
+    /// How to reach the nodes; `None` for local processes.
+    ssh: Option<SshConfig>,
+}
+
+impl Cluster {
+    fn is_local(&self) -> bool {
+        self.ssh.is_none()
+    }
+}
+
+/// The node names of a cluster of `count` hosts.
+fn node_names(count: usize) -> Vec<String> {
+    (1..=count).map(|i| format!("n{i}")).collect()
+}
+
+/// The cluster `--hosts` names (its machines are known from the arguments alone).
+fn hosts_cluster(args: &TestArgs) -> anyhow::Result<Cluster> {
+    let key = args
+        .ssh_private_key
+        .clone()
+        .context("--hosts needs --ssh-private-key (the key that logs in to every host)")?;
+    if !key.is_file() {
+        bail!("--ssh-private-key {}: no such file", key.display());
+    }
+    let mut ssh = SshConfig::new(args.username.as_deref().unwrap_or("root"), key);
+    ssh.port = args.ssh_port.unwrap_or(22);
+    ssh.strict_host_key_checking = args.strict_host_key_checking;
+    Ok(Cluster {
+        addresses: node_names(args.hosts.len())
+            .into_iter()
+            .zip(args.hosts.iter().cloned())
+            .collect(),
+        ssh: Some(ssh),
+    })
+}
+
+/// The cluster of a lab that is up: its first `count` hosts, as root with the lab's key, and
+/// strict host-key checking against the keys the lab made.
+fn lab_cluster(state: &lab::LabState, count: usize) -> Cluster {
+    let mut ssh = SshConfig::new("root", state.private_key());
+    ssh.strict_host_key_checking = true;
+    ssh.known_hosts = Some(state.known_hosts());
+    Cluster {
+        addresses: state
+            .hosts
+            .iter()
+            .take(count)
+            .map(|h| {
+                let address = h.address.clone().expect("a lab that is up has addresses");
+                (h.name.clone(), address)
+            })
+            .collect(),
+        ssh: Some(ssh),
+    }
+}
+
+/// A stand-in for the lab's cluster while arguments are checked (before the lab is up, so a
+/// bad argument never brings one up): the lab's node names, at addresses of its layout.
+fn provisional_lab_cluster(count: usize) -> Cluster {
+    Cluster {
+        addresses: node_names(count)
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, format!("{}.0.{}", lab::SUBNET_PREFIX, 11 + i)))
+            .collect(),
+        ssh: Some(SshConfig::new("root", "/dev/null")),
+    }
+}
+
+/// What the progress line shows as the fault in force; the nemesis's `Faults::current()`
+/// plugs in here.
+type CurrentFault = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// What one run ended with.
 struct Outcome {
@@ -134,6 +260,36 @@ pub fn run(args: TestArgs) -> ExitCode {
     let interrupted = Arc::new(AtomicBool::new(false));
     let stop_slot: Arc<Mutex<Option<Stop>>> = Arc::default();
     runtime.spawn(watch_ctrl_c(interrupted.clone(), stop_slot.clone()));
+    // After the Ctrl-C watcher, so an interrupt while a lab comes up is handled. The lab lives
+    // as long as this function: dropping the lease takes down a lab brought up for this run,
+    // after every run, on errors and on panics alike.
+    let mut _lease = None;
+    let cluster = if let Some(count) = args.lab {
+        let name = args.lab_name.as_deref().unwrap_or(lab::DEFAULT_NAME);
+        let lease = match lab::acquire(name, count) {
+            Ok(lease) => lease,
+            Err(e) => {
+                eprintln!("faultline test: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        };
+        if lease.temporary() {
+            eprintln!("faultline test: brought up lab {name} for this run");
+        }
+        let cluster = lab_cluster(&lease.state, count);
+        _lease = Some(lease);
+        cluster
+    } else if !args.hosts.is_empty() {
+        match hosts_cluster(&args) {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                eprintln!("faultline test: {e:#}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    } else {
+        Cluster::default()
+    };
     let mut exit = 0;
     for run_index in 0..args.test_count {
         if interrupted.load(Ordering::SeqCst) {
@@ -151,7 +307,15 @@ pub fn run(args: TestArgs) -> ExitCode {
                 args.test_count
             );
         }
-        let outcome = match run_one(&runtime, &args, run_seed, &argv, &interrupted, &stop_slot) {
+        let outcome = match run_one(
+            &runtime,
+            &args,
+            &cluster,
+            run_seed,
+            &argv,
+            &interrupted,
+            &stop_slot,
+        ) {
             Ok(outcome) => outcome,
             Err(e) => {
                 eprintln!("faultline test: {e:#}");
@@ -191,16 +355,16 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
         bail!("--op-timeout-ms must be positive");
     }
     args.bugs.retain(|b| !b.trim().is_empty());
+    args.hosts.retain(|h| !h.trim().is_empty());
     if args.nemesis.is_empty() {
         args.nemesis = match args.target.as_str() {
             "memory" => vec!["none".into()],
-            // partition joins this default once it is available.
-            "raftkv" => vec!["pause".into(), "kill".into()],
             _ => vec!["partition".into(), "pause".into(), "kill".into()],
         };
     }
+    let cluster = validate_placement(args)?;
     // Build everything once now, so a bad name is a bad argument before any directory exists.
-    let test = test_config(args, 0, "", &[]);
+    let test = test_config(args, &cluster, 0, "", &[]);
     faultline_workloads::build(&test)?;
     let target = match faultline_targets::build(&test) {
         Ok(target) => target,
@@ -209,18 +373,71 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
         }
         Err(e) => bail!("{e}"),
     };
-    faultline_nemesis::build(&test.nemesis, target.db, Vec::new(), None)?;
-    if args.nodes.is_some() && args.target != "raftkv" {
-        bail!("--nodes applies only to --target raftkv");
-    }
+    // Hosts of their own get iptables faults: a stand-in network says so to the check.
+    let net: Option<Arc<dyn Net>> = cluster
+        .ssh
+        .as_ref()
+        .map(|_| Arc::new(IptablesNet::new(Vec::new())) as Arc<dyn Net>);
+    faultline_nemesis::build(&test.nemesis, target.db, Vec::new(), net)?;
     if args.latency_ms.is_some() && args.target != "memory" {
         bail!("--latency-ms applies only to --target memory");
+    }
+    if args.read_mode.is_some() && args.target != "etcd" {
+        bail!("--read-mode applies only to --target etcd");
+    }
+    if args.sync_reads && args.target != "zookeeper" {
+        bail!("--sync-reads applies only to --target zookeeper");
     }
     Ok(())
 }
 
+/// Checks the flags that say where nodes run; returns the cluster to validate targets
+/// against (for a lab, a stand-in: the lab is not touched before every argument is good).
+fn validate_placement(args: &TestArgs) -> anyhow::Result<Cluster> {
+    let remote = args.lab.is_some() || !args.hosts.is_empty();
+    if remote && args.nodes.is_some() {
+        bail!("--nodes is for local processes; with --lab or --hosts there is one node per host");
+    }
+    if args.hosts.is_empty()
+        && (args.username.is_some()
+            || args.ssh_private_key.is_some()
+            || args.ssh_port.is_some()
+            || args.strict_host_key_checking)
+    {
+        bail!(
+            "--username, --ssh-private-key, --ssh-port and --strict-host-key-checking apply \
+             only with --hosts (a lab brings its own key)"
+        );
+    }
+    if let Some(count) = args.lab {
+        if count == 0 || count > lab::MAX_HOSTS {
+            bail!("--lab must be between 1 and {} hosts", lab::MAX_HOSTS);
+        }
+        if let Some(name) = &args.lab_name {
+            lab::validate_name(name).map_err(|e| anyhow::anyhow!("--lab-name: {e}"))?;
+        }
+        return Ok(provisional_lab_cluster(count));
+    }
+    if !args.hosts.is_empty() {
+        let mut seen = std::collections::BTreeSet::new();
+        for host in &args.hosts {
+            if !seen.insert(host) {
+                bail!("--hosts names {host} twice");
+            }
+        }
+        return hosts_cluster(args);
+    }
+    Ok(Cluster::default())
+}
+
 /// The test configuration for one run.
-fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) -> Test {
+fn test_config(
+    args: &TestArgs,
+    cluster: &Cluster,
+    seed: u64,
+    start_time: &str,
+    argv: &[String],
+) -> Test {
     let mut name = format!("{}-{}", args.target, args.workload);
     for bug in &args.bugs {
         name.push('-');
@@ -233,6 +450,12 @@ fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) ->
     if let Some(nodes) = args.nodes {
         target_options.insert("nodes".to_string(), json!(nodes));
     }
+    if let Some(mode) = &args.read_mode {
+        target_options.insert("read_mode".to_string(), json!(mode));
+    }
+    if args.sync_reads {
+        target_options.insert("sync_reads".to_string(), json!(true));
+    }
     let limits = Limits {
         op_timeout_ms: args.op_timeout_ms,
         // In-flight operations end within the op timeout; allow a margin for closing clients.
@@ -244,8 +467,9 @@ fn test_config(args: &TestArgs, seed: u64, start_time: &str, argv: &[String]) ->
         target: args.target.clone(),
         workload: args.workload.clone(),
         nemesis: args.nemesis.clone(),
-        nodes: Vec::new(),
-        addresses: BTreeMap::new(),
+        // Remote nodes are the hosts'; a local target chooses its own (`--nodes`).
+        nodes: cluster.addresses.iter().map(|(n, _)| n.clone()).collect(),
+        addresses: cluster.addresses.iter().cloned().collect(),
         time_limit_ms: (args.time_limit * 1e3).round() as u64,
         concurrency: args.concurrency,
         rate_ops_per_sec: (args.rate > 0.0).then_some(args.rate),
@@ -282,6 +506,33 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     if args.op_timeout_ms != Limits::default().op_timeout_ms {
         cmd.push_str(&format!(" --op-timeout-ms {}", args.op_timeout_ms));
     }
+    if let Some(mode) = &args.read_mode {
+        cmd.push_str(&format!(" --read-mode {mode}"));
+    }
+    if args.sync_reads {
+        cmd.push_str(" --sync-reads");
+    }
+    if let Some(count) = args.lab {
+        cmd.push_str(&format!(" --lab {count}"));
+        if let Some(name) = &args.lab_name {
+            cmd.push_str(&format!(" --lab-name {name}"));
+        }
+    }
+    if !args.hosts.is_empty() {
+        cmd.push_str(&format!(" --hosts {}", args.hosts.join(",")));
+        if let Some(user) = &args.username {
+            cmd.push_str(&format!(" --username {user}"));
+        }
+        if let Some(key) = &args.ssh_private_key {
+            cmd.push_str(&format!(" --ssh-private-key {}", key.display()));
+        }
+        if let Some(port) = args.ssh_port {
+            cmd.push_str(&format!(" --ssh-port {port}"));
+        }
+        if args.strict_host_key_checking {
+            cmd.push_str(" --strict-host-key-checking");
+        }
+    }
     if args.store != Path::new("store") {
         cmd.push_str(&format!(" --store {}", args.store.display()));
     }
@@ -292,22 +543,41 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
 fn run_one(
     runtime: &tokio::runtime::Runtime,
     args: &TestArgs,
+    cluster: &Cluster,
     seed: u64,
     argv: &[String],
     interrupted: &Arc<AtomicBool>,
     stop_slot: &Arc<Mutex<Option<Stop>>>,
 ) -> anyhow::Result<Outcome> {
     let start_time = utc_timestamp(SystemTime::now());
-    let mut test = test_config(args, seed, &start_time, argv);
+    let mut test = test_config(args, cluster, seed, &start_time, argv);
     let dir = create_run_dir(&args.store, &test.name, &start_time)?;
-    if test.target == "raftkv" {
-        // Each node's data directory and log live in the run's directory.
-        let nodes_dir = std::path::absolute(dir.join("nodes")).context("locating the run")?;
+    let nodes_dir = std::path::absolute(dir.join("nodes")).context("locating the run")?;
+    if cluster.is_local() {
+        // Local nodes keep their data directories and logs in the run's directory.
         test.target_options
             .insert("data_dir".to_string(), json!(nodes_dir.to_string_lossy()));
     }
     let target = faultline_targets::build(&test)?;
     test.nodes = target.nodes.clone();
+    if !cluster.is_local() {
+        let homeless: Vec<&String> = test
+            .nodes
+            .iter()
+            .filter(|n| !test.addresses.contains_key(*n))
+            .collect();
+        if !homeless.is_empty() {
+            bail!(
+                "target {} placed nodes {homeless:?} that have no host (the hosts are {})",
+                test.target,
+                test.addresses
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     let workload = faultline_workloads::build(&test)?;
     set_log_file(Some(
         File::create(dir.join("faultline.log")).context("creating faultline.log")?,
@@ -338,14 +608,26 @@ fn run_one(
     let nodes: Vec<Node> = test
         .nodes
         .iter()
-        .map(|name| Node {
-            name: name.clone(),
-            // Every node is a local process (the memory target runs nothing on its node).
-            remote: Arc::new(LocalRemote::new(name)),
+        .map(|name| {
+            let remote: Arc<dyn Remote> = match &cluster.ssh {
+                Some(ssh) => Arc::new(SshRemote::new(name, &test.addresses[name], ssh.clone())),
+                // A local process (the memory target runs nothing on its node).
+                None => Arc::new(LocalRemote::new(name)),
+            };
+            Node {
+                name: name.clone(),
+                remote,
+            }
         })
         .collect();
+    // Network faults: iptables on hosts of their own; locally, whatever the target wires
+    // itself (`Db::as_net`, the fault proxy), if anything.
+    let net: Option<Arc<dyn Net>> = match cluster.ssh {
+        Some(_) => Some(Arc::new(IptablesNet::new(nodes.clone()))),
+        None => None,
+    };
     let mut nemesis =
-        faultline_nemesis::build(&test.nemesis, target.db.clone(), nodes.clone(), None)?;
+        faultline_nemesis::build(&test.nemesis, target.db.clone(), nodes.clone(), net.clone())?;
     let counters = Arc::new(Counters::default());
     let stop = Stop::default();
     *stop_slot.lock().expect("stop slot") = Some(stop.clone());
@@ -388,7 +670,10 @@ fn run_one(
             let generator =
                 faultline_workloads::plan(&test, workload.generator, workload.final_generator);
             let clock = MonotonicClock::starting_now();
-            let progress = tokio::spawn(show_progress(counters.clone(), clock));
+            let current = nemesis.current();
+            let current_fault: CurrentFault =
+                Arc::new(move || current.lock().expect("current fault").clone());
+            let progress = tokio::spawn(show_progress(counters.clone(), clock, current_fault));
             // A bound on the whole run even if a generator never ends.
             let watchdog_limit =
                 Duration::from_millis(test.time_limit_ms + 2 * test.limits.op_timeout_ms + 10_000);
@@ -429,6 +714,14 @@ fn run_one(
             tracing::error!("nemesis teardown: {e}");
             first_error.get_or_insert(e.to_string());
         }
+        // The network's own heal removes every rule it may have made, also ones a crashed
+        // nemesis left behind (it works from the hosts, not from memory).
+        if let Some(net) = net.as_deref().or(target.db.as_net()) {
+            if let Err(e) = net.heal(&test).await {
+                tracing::error!("network heal: {e}");
+                first_error.get_or_insert(format!("network heal: {e}"));
+            }
+        }
         let teardowns = nodes.iter().map(|node| {
             let db = target.db.clone();
             let test = test.clone();
@@ -448,6 +741,14 @@ fn run_one(
                 first_error.get_or_insert(e);
             }
         }
+        collect_logs(
+            target.db.as_ref(),
+            &test,
+            &nodes,
+            &nodes_dir,
+            cluster.is_local(),
+        )
+        .await;
         (recorded, first_error)
     };
     let (recorded, harness_error) = runtime.block_on(lifecycle);
@@ -582,6 +883,63 @@ fn results_json(
     results
 }
 
+/// Copies every file of `db.log_files` of each node into `<run>/nodes/<node>/`, through the
+/// node's remote (a download over SSH, a copy locally). A file that cannot be copied is a
+/// warning in the log, not a harness failure: the verdict does not depend on it.
+async fn collect_logs(
+    db: &dyn faultline_core::Db,
+    test: &Test,
+    nodes: &[Node],
+    nodes_dir: &Path,
+    local: bool,
+) {
+    let copies = nodes.iter().map(|node| async move {
+        let node_dir = nodes_dir.join(&node.name);
+        let files = db.log_files(test, node);
+        if files.is_empty() {
+            return;
+        }
+        if let Err(e) = std::fs::create_dir_all(&node_dir) {
+            tracing::warn!(
+                "logs of {}: creating {}: {e}",
+                node.name,
+                node_dir.display()
+            );
+            return;
+        }
+        let mut taken = std::collections::BTreeSet::new();
+        for file in files {
+            // A local node's logs may already be in its directory of the run.
+            if local {
+                let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+                let home = std::fs::canonicalize(&node_dir).unwrap_or_else(|_| node_dir.clone());
+                if canonical.starts_with(&home) {
+                    continue;
+                }
+            }
+            let Some(base) = file.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
+            // Two files of the same name (from different directories) both get a place.
+            let mut name = base.clone();
+            let mut suffix = 1;
+            while !taken.insert(name.clone()) {
+                suffix += 1;
+                name = format!("{base}.{suffix}");
+            }
+            let destination = node_dir.join(&name);
+            if let Err(e) = node
+                .remote
+                .download(&file.to_string_lossy(), &destination)
+                .await
+            {
+                tracing::warn!("logs of {}: {e}", node.name);
+            }
+        }
+    });
+    join_all(copies).await;
+}
+
 /// Awaits futures concurrently (setup and teardown of every node).
 async fn join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
 where
@@ -629,12 +987,19 @@ async fn watch_ctrl_c(interrupted: Arc<AtomicBool>, stop_slot: Arc<Mutex<Option<
     }
     if tokio::signal::ctrl_c().await.is_ok() {
         eprintln!("faultline test: interrupted twice; exiting without checking");
+        // Exiting skips destructors: take down a lab brought up for this run here.
+        lab::take_down_temporary_labs();
         std::process::exit(i32::from(EXIT_INTERNAL));
     }
 }
 
-/// One line on stderr, redrawn, when stderr is a terminal.
-async fn show_progress(counters: Arc<Counters>, clock: MonotonicClock) {
+/// One line on stderr, redrawn, when stderr is a terminal: elapsed time, ops/s, ok / fail /
+/// info, and the fault in force (`current_fault`).
+async fn show_progress(
+    counters: Arc<Counters>,
+    clock: MonotonicClock,
+    current_fault: CurrentFault,
+) {
     use faultline_workloads::clock::Clock;
     if !std::io::stderr().is_terminal() {
         return;
@@ -653,10 +1018,13 @@ async fn show_progress(counters: Arc<Counters>, clock: MonotonicClock) {
             0.0
         };
         last = (now, done);
+        let fault = current_fault()
+            .map(|f| format!("  fault: {f}"))
+            .unwrap_or_default();
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r[{:>7.1} s] {:>8.0} ops/s  ok {}  fail {}  info {}\x1b[K",
+            "\r[{:>7.1} s] {:>8.0} ops/s  ok {}  fail {}  info {}{fault}\x1b[K",
             now as f64 / 1e9,
             rate,
             counters.ok.load(Ordering::Relaxed),

@@ -32,10 +32,12 @@ pub mod cluster;
 pub mod daemon;
 pub mod etcd;
 pub mod http;
+pub mod iptables;
 pub mod local;
 pub mod memory;
 pub mod proxy;
 pub mod raftkv;
+pub mod ssh;
 pub mod zookeeper;
 
 use std::sync::Arc;

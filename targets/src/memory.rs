@@ -100,12 +100,15 @@ impl MemoryOptions {
                 "lost_write_one_in" => {
                     options.lost_write_one_in = number()?.max(1);
                 }
+                // The runner gives every local target the run's node directory; the memory
+                // store keeps nothing on disk.
+                "data_dir" => {}
                 _ => {
                     return Err(TargetError::BadOption {
                         target: "memory".into(),
                         option: name.clone(),
                         why: "unknown option; known: latency_ms, replica_lag_ms, \
-                              lost_write_one_in"
+                              lost_write_one_in, data_dir"
                             .into(),
                     })
                 }

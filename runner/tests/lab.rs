@@ -1,0 +1,690 @@
+//! `faultline lab` end to end (root only: namespaces, a bridge, sshd): hosts reached through
+//! [`SshRemote`] exactly as VMs would be, partitions made with [`IptablesNet`], and `lab down`
+//! leaving nothing behind — also after an `up` killed halfway. Each lab has a name unique to
+//! this test process, and a guard takes it down even when an assertion fails.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faultline_core::net::complete_grudge;
+use faultline_core::remote::{Command as RemoteCommand, Signal};
+use faultline_core::{Impairment, Net, Node, Remote, Test};
+use faultline_targets::iptables::IptablesNet;
+use faultline_targets::ssh::{SshConfig, SshRemote};
+
+const LABS_DIR: &str = "/var/lib/faultline/labs";
+
+fn faultline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .expect("faultline runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Labs need root; without it these tests say why and pass.
+fn root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string));
+    if euid.as_deref() == Some("0") {
+        true
+    } else {
+        eprintln!("skipped: lab tests need root (network namespaces, a bridge, sshd)");
+        false
+    }
+}
+
+/// A lab name unique to this test process and test (at most 8 characters).
+fn lab_name(letter: char) -> String {
+    format!("t{}{letter}", std::process::id() % 1_000_000)
+}
+
+/// Takes the lab down when the test ends, passed or failed.
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let out = faultline(&["lab", "down", "--name", &self.0]);
+        if !out.status.success() {
+            eprintln!("lab down {}: {}", self.0, text(&out));
+        }
+    }
+}
+
+fn state(name: &str) -> Value {
+    let path = Path::new(LABS_DIR).join(name).join("state.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Each host's SshRemote, with strict host-key checking against the lab's known_hosts.
+fn remotes(name: &str) -> Vec<(String, String, Arc<SshRemote>)> {
+    let state = state(name);
+    let dir = PathBuf::from(state["dir"].as_str().unwrap());
+    let mut config = SshConfig::new("root", dir.join("id_ed25519"));
+    config.strict_host_key_checking = true;
+    config.known_hosts = Some(dir.join("known_hosts"));
+    state["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let node = h["name"].as_str().unwrap().to_string();
+            let address = h["address"].as_str().unwrap().to_string();
+            let remote = Arc::new(SshRemote::new(&node, &address, config.clone()));
+            (node, address, remote)
+        })
+        .collect()
+}
+
+fn shell(command: &str) -> RemoteCommand {
+    RemoteCommand::new("sh", &["-c", command])
+}
+
+async fn stdout_of(remote: &SshRemote, command: &RemoteCommand) -> String {
+    let out = remote.exec(command).await.unwrap();
+    assert!(
+        out.success(),
+        "{}: {:?} {}",
+        command.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `from` opens a TCP connection to `address:port` within a second.
+async fn reaches(from: &SshRemote, address: &str, port: u16) -> bool {
+    let probe = RemoteCommand::new("nc", &["-z", "-w1", address, &port.to_string()]);
+    from.exec(&probe).await.unwrap().success()
+}
+
+fn control_reaches(address: &str, port: u16) -> bool {
+    let socket = format!("{address}:{port}").parse().unwrap();
+    std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1)).is_ok()
+}
+
+/// Nothing of lab `name` is left: no namespace, link, sshd, rule, claim or directory.
+fn assert_gone(name: &str) {
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !netns.contains(&format!("fl-{name}-")),
+        "namespaces left: {netns}"
+    );
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains(&format!("flbr-{name}")),
+        "bridge left: {links}"
+    );
+    assert!(
+        !links.contains(&format!("flv-{name}-")),
+        "veths left: {links}"
+    );
+    let dir = Path::new(LABS_DIR).join(name);
+    let sshd = Command::new("pgrep")
+        .args(["-f", &format!("{}/n", dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        sshd.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&sshd.stdout)
+    );
+    let forward = Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .unwrap();
+    let forward = String::from_utf8_lossy(&forward.stdout);
+    assert!(
+        !forward.contains(&format!("flbr-{name}")),
+        "rule left: {forward}"
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+    for claim in std::fs::read_dir(Path::new(LABS_DIR).join(".subnets")).unwrap() {
+        let owner = std::fs::read_to_string(claim.unwrap().path()).unwrap_or_default();
+        assert_ne!(owner.trim(), name, "subnet claim left");
+    }
+}
+
+/// SIGKILLs the per-connection sshd processes (not the listener) of `host` in lab `name`, which
+/// drops every SSH session to it. Returns how many there were.
+fn kill_ssh_sessions(name: &str, host: &str) -> usize {
+    let namespace = format!("fl-{name}-{host}");
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &namespace])
+        .output()
+        .unwrap();
+    let mut killed = 0;
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        // Sessions retitle themselves `sshd: root@notty` (the listener `sshd: /usr/sbin/sshd`).
+        if cmdline.starts_with(b"sshd: root@") {
+            let status = Command::new("kill").args(["-KILL", pid]).status().unwrap();
+            killed += usize::from(status.success());
+        }
+    }
+    // Let the kernel close the connections before the caller goes on.
+    std::thread::sleep(Duration::from_millis(100));
+    killed
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn lab_hosts_are_driven_over_ssh_partitioned_with_iptables_and_removed_by_down() {
+    if !root() {
+        return;
+    }
+    let name = lab_name('a');
+    let guard = Down(name.clone());
+    let started = Instant::now();
+    let out = faultline(&["lab", "up", "--hosts", "3", "--name", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("lab up --hosts 3: {:?}", started.elapsed());
+    // A name that exists is refused.
+    let again = faultline(&["lab", "up", "--hosts", "1", "--name", &name]);
+    assert_eq!(again.status.code(), Some(254), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+
+    let hosts = remotes(&name);
+    let addresses: BTreeMap<String, String> = hosts
+        .iter()
+        .map(|(n, a, _)| (n.clone(), a.clone()))
+        .collect();
+    let rt = runtime();
+    rt.block_on(async {
+        // Hostnames, and peers by name through the lab's hosts file (hosts in parallel).
+        let mut checks = tokio::task::JoinSet::new();
+        for (node, _, remote) in hosts.clone() {
+            let addresses = addresses.clone();
+            checks.spawn(async move {
+                let hostname = stdout_of(&remote, &RemoteCommand::new("hostname", &[])).await;
+                assert_eq!(hostname.trim(), node);
+                let mut getent = RemoteCommand::new("getent", &["hosts"]);
+                getent.args.extend(addresses.keys().cloned());
+                let lines = stdout_of(&remote, &getent).await;
+                for ((peer, address), line) in addresses.iter().zip(lines.lines()) {
+                    assert!(
+                        line.starts_with(&format!("{address} ")),
+                        "{node}: {peer}: {line}"
+                    );
+                    assert!(
+                        line.ends_with(&format!(" {peer}")),
+                        "{node}: {peer}: {line}"
+                    );
+                }
+                assert_eq!(lines.lines().count(), addresses.len(), "{lines}");
+            });
+        }
+        while let Some(check) = checks.join_next().await {
+            check.unwrap();
+        }
+        let n1 = &hosts[0].2;
+
+        // Status, stdin, stderr, a signal's death, and words a shell would mangle.
+        let out = n1.exec(&shell("echo oops >&2; exit 3")).await.unwrap();
+        assert_eq!(out.status, Some(3));
+        assert_eq!(out.stderr, b"oops\n");
+        let mut cat = RemoteCommand::new("cat", &[]);
+        cat.stdin = Some(b"line one\nline two\n".to_vec());
+        assert_eq!(n1.exec(&cat).await.unwrap().stdout, b"line one\nline two\n");
+        // More on stderr than an SSH window holds, while stdout waits behind it, and a pause
+        // longer than one read's wait: both streams arrive whole.
+        let out = n1
+            .exec(&shell(
+                "head -c 3000000 /dev/zero >&2; sleep 0.3; echo done; echo late >&2",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.status, Some(0));
+        assert_eq!(out.stdout, b"done\n");
+        assert_eq!(out.stderr.len(), 3_000_005);
+        assert!(out.stderr.ends_with(b"late\n"));
+        let out = n1.exec(&shell("kill -9 $$")).await.unwrap();
+        assert_eq!(out.status, None, "killed by a signal");
+        let nasty = "it's $(echo no) `echo no` \"q\" ; | & * ~ \\ \n end";
+        let echo = RemoteCommand::new("printf", &["%s", nasty]);
+        assert_eq!(stdout_of(n1, &echo).await, nasty);
+
+        // Upload and download, mode kept, bytes unchanged (200 kB: several SFTP packets).
+        let scratch = std::env::temp_dir().join(format!("faultline-lab-{name}"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let local = scratch.join("payload");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&local, &bytes).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let remote_path = format!("/tmp/faultline-lab-{name}-uploaded");
+        n1.upload(&local, &remote_path).await.unwrap();
+        // A second upload replaces the file.
+        n1.upload(&local, &remote_path).await.unwrap();
+        let mode = stdout_of(n1, &RemoteCommand::new("stat", &["-c", "%a", &remote_path])).await;
+        assert_eq!(mode.trim(), "750");
+        let back = scratch.join("downloaded");
+        n1.download(&remote_path, &back).await.unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), bytes);
+        let missing = n1.download("/nonexistent/file", &back).await;
+        assert!(missing.is_err(), "downloading a missing file fails");
+        n1.exec(&RemoteCommand::new("rm", &["-f", &remote_path]))
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&scratch);
+        // The session survives an error: the next command runs.
+        assert_eq!(
+            stdout_of(n1, &RemoteCommand::new("hostname", &[]))
+                .await
+                .trim(),
+            "n1"
+        );
+
+        // A session lost mid-command is an error, and the command is not run again; the
+        // next call reconnects.
+        let marker = format!("/tmp/faultline-lab-{name}-ran");
+        let _ = std::fs::remove_file(&marker);
+        let slow = {
+            let n1 = n1.clone();
+            let script = format!("sleep 1; echo ran >> {marker}");
+            tokio::spawn(async move { n1.exec(&shell(&script)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let killed = kill_ssh_sessions(&name, "n1");
+        assert!(killed > 0, "n1 had a session");
+        let lost = slow.await.unwrap();
+        assert!(lost.is_err(), "a lost session is an error: {lost:?}");
+        assert_eq!(
+            stdout_of(n1, &RemoteCommand::new("hostname", &[]))
+                .await
+                .trim(),
+            "n1"
+        );
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(ran, "ran\n", "the command ran once, never resent");
+        let _ = std::fs::remove_file(&marker);
+        // A kept session that died between calls is replaced before anything is sent.
+        assert!(kill_ssh_sessions(&name, "n1") > 0);
+        assert_eq!(
+            stdout_of(n1, &RemoteCommand::new("hostname", &[]))
+                .await
+                .trim(),
+            "n1"
+        );
+
+        // Signals: a paused process shows as stopped; a gone one is fine to signal.
+        let pid: u32 = stdout_of(n1, &shell("sleep 60 >/dev/null 2>&1 & echo $!"))
+            .await
+            .trim()
+            .parse()
+            .unwrap();
+        n1.signal(pid, Signal::Stop).await.unwrap();
+        let stat = stdout_of(
+            n1,
+            &RemoteCommand::new("cat", &[&format!("/proc/{pid}/stat")]),
+        )
+        .await;
+        assert!(stat.contains(") T "), "stopped: {stat}");
+        n1.signal(pid, Signal::Kill).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n1.signal(pid, Signal::Kill).await.unwrap();
+
+        // A partition between n1 and n2: TCP between them is cut, nothing else.
+        let (n2, n2_address) = (&hosts[1].2, hosts[1].1.clone());
+        let (n3, n1_address) = (&hosts[2].2, hosts[0].1.clone());
+        let port = 7777;
+        stdout_of(
+            n2,
+            &shell(&format!(
+                "nc -lk {port} </dev/null >/dev/null 2>&1 & echo $!"
+            )),
+        )
+        .await;
+        stdout_of(
+            n1,
+            &shell(&format!(
+                "nc -lk {port} </dev/null >/dev/null 2>&1 & echo $!"
+            )),
+        )
+        .await;
+        let listening = Instant::now();
+        while !control_reaches(&n2_address, port) {
+            assert!(
+                listening.elapsed() < Duration::from_secs(5),
+                "nc never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reaches(n1, &n2_address, port).await, "before the partition");
+        let nodes: Vec<Node> = hosts
+            .iter()
+            .map(|(n, _, r)| Node {
+                name: n.clone(),
+                remote: r.clone() as Arc<dyn Remote>,
+            })
+            .collect();
+        let net = IptablesNet::new(nodes);
+        let mut test = Test::example("etcd", "register", 1);
+        test.nodes = addresses.keys().cloned().collect();
+        test.addresses = addresses.clone();
+        net.partition(&test, &complete_grudge(&["n1"], &["n2"]))
+            .await
+            .unwrap();
+        assert!(!reaches(n1, &n2_address, port).await, "n1 -> n2 is cut");
+        assert!(!reaches(n2, &n1_address, port).await, "n2 -> n1 is cut");
+        assert!(reaches(n3, &n2_address, port).await, "n3 -> n2 still works");
+        assert!(
+            control_reaches(&n2_address, port),
+            "the control node reaches n2"
+        );
+        assert!(
+            control_reaches(&n1_address, port),
+            "the control node reaches n1"
+        );
+        // A new partition replaces the old one.
+        net.partition(&test, &complete_grudge(&["n3"], &["n2"]))
+            .await
+            .unwrap();
+        assert!(
+            reaches(n1, &n2_address, port).await,
+            "replaced: n1 -> n2 again"
+        );
+        assert!(!reaches(n3, &n2_address, port).await, "n3 -> n2 is cut");
+        // Loss of every packet from the other nodes, then the refused latency.
+        let all_lost = Impairment {
+            loss: 1.0,
+            latency_ms: 0,
+        };
+        net.impair(&test, &all_lost).await.unwrap();
+        assert!(!reaches(n1, &n2_address, port).await, "all packets lost");
+        let slow = Impairment {
+            loss: 0.0,
+            latency_ms: 10,
+        };
+        assert!(
+            net.impair(&test, &slow).await.is_err(),
+            "no netem: no latency"
+        );
+        // Heal: everything flows again and no chain is left; healing twice is fine.
+        net.heal(&test).await.unwrap();
+        net.heal(&test).await.unwrap();
+        assert!(reaches(n1, &n2_address, port).await, "healed: n1 -> n2");
+        assert!(reaches(n3, &n2_address, port).await, "healed: n3 -> n2");
+        for (node, _, remote) in &hosts {
+            let rules = stdout_of(remote, &RemoteCommand::new("iptables", &["-S"])).await;
+            assert!(!rules.contains("FAULTLINE"), "{node}: {rules}");
+        }
+    });
+    drop(rt);
+
+    // `faultline test` on the lab that is up: it uses it and leaves it up.
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let out = faultline(&[
+        "test",
+        "--target",
+        "memory",
+        "--lab",
+        "2",
+        "--lab-name",
+        &name,
+        "--time-limit",
+        "0.5",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let test_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("latest/test.json")).unwrap())
+            .unwrap();
+    assert_eq!(test_json["addresses"]["n1"], addresses["n1"].as_str());
+    assert_eq!(test_json["addresses"]["n2"], addresses["n2"].as_str());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("--lab 2 --lab-name {name}")));
+    let status = faultline(&["lab", "status", "--name", &name]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(", up"),
+        "the lab stays up: {}",
+        text(&status)
+    );
+
+    // The same hosts as real machines (`--hosts`): reached over SSH with the given key; with
+    // strict host-key checking and hosts missing from ~/.ssh/known_hosts, the run fails
+    // as a harness error that says why.
+    let key = Path::new(LABS_DIR).join(&name).join("id_ed25519");
+    let listed = format!("{},{}", addresses["n1"], addresses["n2"]);
+    let mut args = vec![
+        "test",
+        "--target",
+        "memory",
+        "--hosts",
+        &listed,
+        "--ssh-private-key",
+        key.to_str().unwrap(),
+        "--time-limit",
+        "0.5",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let out = faultline(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("--hosts {listed}")));
+    let home = std::env::temp_dir().join(format!("faultline-lab-home-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    args.push("--strict-host-key-checking");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(&args)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("known_hosts"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(&store);
+
+    // Down removes everything, the processes started over SSH too; twice is fine.
+    drop(guard);
+    assert_gone(&name);
+    let again = faultline(&["lab", "down", "--name", &name]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+fn down_removes_a_lab_whose_up_was_killed_halfway() {
+    if !root() {
+        return;
+    }
+    let name = lab_name('b');
+    let _guard = Down(name.clone());
+    // Slow steps, so the kill lands after the namespaces exist and before every sshd runs.
+    let mut up = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["lab", "up", "--hosts", "3", "--name", &name])
+        .args(["--step-delay-ms", "400"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_sshd = format!("{LABS_DIR}/{name}/n1/sshd_config");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sshd = Command::new("pgrep")
+            .args(["-f", &first_sshd])
+            .output()
+            .unwrap();
+        if !sshd.stdout.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first sshd never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    up.kill().unwrap(); // SIGKILL
+    up.wait().unwrap();
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&netns.stdout).contains(&format!("fl-{name}-n3")),
+        "killed halfway: the namespaces exist"
+    );
+    let status = faultline(&["lab", "status", "--name", &name]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("NOT up"),
+        "{}",
+        text(&status)
+    );
+    // `faultline test` refuses a lab that is not up rather than using it.
+    let refused = faultline(&[
+        "test",
+        "--target",
+        "memory",
+        "--lab",
+        "1",
+        "--lab-name",
+        &name,
+    ]);
+    assert_eq!(refused.status.code(), Some(254), "{}", text(&refused));
+    let out = faultline(&["lab", "down", "--name", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_gone(&name);
+}
+
+#[test]
+fn a_test_brings_up_a_lab_for_its_run_and_takes_it_down() {
+    if !root() {
+        return;
+    }
+    let name = lab_name('c');
+    let _guard = Down(name.clone());
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let out = faultline(&[
+        "test",
+        "--target",
+        "memory",
+        "--lab",
+        "2",
+        "--lab-name",
+        &name,
+        "--time-limit",
+        "0.5",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("brought up lab {name}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("lab {name} (brought up for this run) is down")));
+    assert_gone(&name);
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn lab_commands_without_root_are_refused_clearly() {
+    if !root() {
+        return;
+    }
+    // Drop to nobody for one command (setpriv is in util-linux).
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_faultline"))
+        .args(["lab", "up", "--hosts", "1", "--name", &lab_name('d')])
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&out.stderr).contains("Permission denied") {
+        eprintln!("skipped: nobody cannot run the test binary here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
+}
+
+/// Starts `faultline test` on a lab brought up for the run, waits until operations are being
+/// recorded, sends SIGINT `interrupts` times, and returns the exit status.
+fn interrupted_lab_run(name: &str, interrupts: usize) -> Option<i32> {
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}-{interrupts}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "test",
+            "--target",
+            "memory",
+            "--lab",
+            "2",
+            "--lab-name",
+            name,
+        ])
+        .args(["--time-limit", "60", "--store", store.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = store.join("latest/history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&history).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the run never started recording");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..interrupts {
+        let sent = Command::new("kill")
+            .args(["-INT", &run.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        // Long enough for the first to be handled (two pending SIGINTs would merge into
+        // one), short next to the heal over SSH that follows it.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = run.kill();
+            panic!("the interrupted run did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&store);
+    status.code()
+}
+
+#[test]
+fn ctrl_c_once_or_twice_takes_down_a_lab_brought_up_for_the_run() {
+    if !root() {
+        return;
+    }
+    let name = lab_name('e');
+    let _guard = Down(name.clone());
+    // Once: the run stops, heals, checks (valid but interrupted: unknown), then the lab goes.
+    assert_eq!(interrupted_lab_run(&name, 1), Some(2));
+    assert_gone(&name);
+    // Twice: the run exits at once, and still takes the lab down first.
+    assert_eq!(interrupted_lab_run(&name, 2), Some(255));
+    assert_gone(&name);
+}
