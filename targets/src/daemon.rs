@@ -238,14 +238,30 @@ mod tests {
             let pid = daemon.start(&remote).await.unwrap();
             assert_eq!(daemon.start(&remote).await.unwrap(), pid, "second start");
             assert!(alive(&remote, pid).await.unwrap());
+            // The shell has run its echo once the log says so (then it execs sleep).
+            let logged = || std::fs::read_to_string(&logfile).unwrap_or_default();
+            for _ in 0..200 {
+                if logged().contains("started hello world") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             daemon.signal(&remote, Signal::Stop).await.unwrap();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // A signal is delivered asynchronously: wait (bounded) for the stopped state.
+            let mut stat = String::new();
+            for _ in 0..200 {
+                stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                if stat.contains(") T ") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             assert!(stat.contains(") T "), "stopped: {stat}");
             daemon.kill(&remote).await.unwrap();
             assert!(!alive(&remote, pid).await.unwrap());
             daemon.kill(&remote).await.unwrap();
             assert_eq!(daemon.pid(&remote).await.unwrap(), None);
-            let log = std::fs::read_to_string(&logfile).unwrap();
+            let log = logged();
             assert!(log.contains("started hello world"), "{log}");
             write_file(&remote, &dir.join("f").to_string_lossy(), b"+30s")
                 .await

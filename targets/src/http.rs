@@ -286,10 +286,9 @@ mod tests {
         let mut connection = Connection::connect(addr).await.unwrap();
         let err = connection.request("GET", "/", None).await.unwrap_err();
         assert!(matches!(err, RequestError::Lost(_)), "{err:?}");
-        // A port nobody listens on (bound, then released).
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = free.local_addr().unwrap();
-        drop(free);
+        // A port nobody listens on (bound, then released; below the ephemeral range, so no
+        // outgoing connection of a concurrent test can take it meanwhile).
+        let addr = crate::local::free_port().unwrap();
         let err = Connection::connect(addr).await.unwrap_err();
         assert!(matches!(err, RequestError::Connect(_)), "{err:?}");
     }
