@@ -6,6 +6,8 @@
 
 mod check;
 mod raftkv_server;
+mod report;
+mod serve;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a test: set up a target, record a history under a workload, check it, store it.
     Test(test::TestArgs),
+    /// Rebuild the HTML report of stored runs (`store/<test>/<timestamp>`).
+    Report(report::ReportArgs),
+    /// Browse the store over HTTP: every run, its report and its files.
+    Serve(serve::ServeArgs),
     /// One raftkv node in this process (how the raftkv target starts its nodes).
     #[command(hide = true)]
     RaftkvServer(raftkv_server::RaftkvServerArgs),
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::RaftkvServer(args) => raftkv_server::run(args),
     }
 }
