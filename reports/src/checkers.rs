@@ -55,6 +55,9 @@ pub struct Rendered {
     pub marks: Vec<Mark>,
     /// How many anomalies were shown (an anomaly is a failing key, or a kind of set error).
     pub anomalies: usize,
+    /// What was found, in a few words each (`12 keys not linearizable`, `292 lost
+    /// elements`), for the verdict banner.
+    pub findings: Vec<String>,
 }
 
 /// The checkers' results of a `results.json`: `result` under the name in `checker`; a
@@ -92,6 +95,7 @@ pub fn render(results: &Value) -> Rendered {
         html: String::new(),
         marks: Vec::new(),
         anomalies: 0,
+        findings: Vec::new(),
     };
     let checkers = checker_results(results);
     if checkers.is_empty() {
@@ -195,6 +199,13 @@ fn linearizability(result: &Value, out: &mut Rendered) {
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     out.anomalies += failures.len();
+    if !failures.is_empty() {
+        out.findings.push(format!(
+            "{} key{} not linearizable",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        ));
+    }
     for (n, failure) in failures.iter().take(MAX_ANOMALIES_SHOWN).enumerate() {
         if n == MAX_ANOMALIES_OPEN {
             let _ = write!(
@@ -218,7 +229,7 @@ fn linearizability(result: &Value, out: &mut Rendered) {
 }
 
 /// Anomalies shown open; the rest, up to [`MAX_ANOMALIES_SHOWN`], are folded.
-pub const MAX_ANOMALIES_OPEN: usize = 3;
+pub const MAX_ANOMALIES_OPEN: usize = 1;
 /// Anomalies drawn at all (each has a drawing and tables); the rest are counted.
 pub const MAX_ANOMALIES_SHOWN: usize = 50;
 /// Longest raw result JSON the report embeds.
@@ -622,6 +633,8 @@ fn set(result: &Value, out: &mut Rendered) {
             continue;
         }
         out.anomalies += 1;
+        out.findings
+            .push(format!("{count} {}", title.to_lowercase()));
         let listed: &[Value] = result
             .get(kind)
             .and_then(Value::as_array)
@@ -630,7 +643,7 @@ fn set(result: &Value, out: &mut Rendered) {
         let _ = write!(
             out.html,
             "<article class=\"anomaly\"><h4>{} ({count})</h4><p class=\"explanation\">{}</p>\
-             <table class=\"ops\"><thead><tr><th>element</th><th>key</th><th>add (index)</th>\
+             <div class=\"scroll-table\"><table class=\"ops\"><thead><tr><th>element</th><th>key</th><th>add (index)</th>\
              <th>read that shows it (index)</th></tr></thead><tbody>",
             html(title),
             html(meaning)
@@ -646,7 +659,7 @@ fn set(result: &Value, out: &mut Rendered) {
                 html(&field("read_index"))
             );
         }
-        out.html.push_str("</tbody></table>");
+        out.html.push_str("</tbody></table></div>");
         if (listed.len() as u64) < count {
             let _ = write!(
                 out.html,
@@ -718,6 +731,7 @@ mod tests {
         assert!(text.contains("bar o-ok impossible"));
         assert!(text.contains("process 0") && text.contains("process 1"));
         assert_eq!(rendered.marks[0].index, 4);
+        assert_eq!(rendered.findings, ["1 key not linearizable"]);
     }
 
     #[test]
@@ -744,6 +758,10 @@ mod tests {
         let rendered = render(&results);
         assert_eq!(rendered.anomalies, 2);
         assert!(rendered.html.contains("Lost elements (2)"));
+        assert_eq!(
+            rendered.findings,
+            ["2 lost elements", "1 unexpected elements"]
+        );
         assert!(rendered
             .html
             .contains("the database lost an acknowledged write"));

@@ -225,11 +225,14 @@ pub fn render(page: &Page<'_>) -> Result<String, ReportError> {
         (_, _, None) => "no results.json: the run was not checked (still running, or stopped \
                          before its history was checked)"
             .to_string(),
-        (Verdict::Invalid, Some(r), _) => format!(
-            "{}: {} anomal{} found (explained below)",
+        (Verdict::Invalid, Some(r), _) if !r.findings.is_empty() => format!(
+            "{}: {} (explained below)",
             checker_names.join(", "),
-            r.anomalies,
-            if r.anomalies == 1 { "y" } else { "ies" }
+            r.findings.join(", ")
+        ),
+        (Verdict::Invalid, _, _) => format!(
+            "{}: invalid (see the checker's result below)",
+            checker_names.join(", ")
         ),
         (Verdict::Valid, _, _) => format!(
             "{}: no anomaly found{}",
@@ -281,16 +284,11 @@ pub fn render(page: &Page<'_>) -> Result<String, ReportError> {
     );
 
     // The run.
-    out.push_str("<h2 id=\"run\">The run</h2><table class=\"summary\">");
+    out.push_str("<h2 id=\"run\">The run</h2><dl class=\"summary\">");
     let test = page.test;
     let mut row = |label: &str, value: Option<String>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
-            let _ = write!(
-                out,
-                "<tr><th>{}</th><td>{}</td></tr>",
-                html(label),
-                html(&value)
-            );
+            let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", html(label), html(&value));
         }
     };
     row("test", field_text(test, "name"));
@@ -374,7 +372,7 @@ pub fn render(page: &Page<'_>) -> Result<String, ReportError> {
     if let Some(file) = results.and_then(|r| r.get("file")).and_then(Value::as_str) {
         row("history file", Some(file.to_string()));
     }
-    out.push_str("</table>");
+    out.push_str("</dl>");
     if let Some(command) = test.and_then(rerun_command) {
         let _ = write!(
             out,

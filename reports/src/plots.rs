@@ -138,12 +138,19 @@ where
             .map_err(plot_error)?;
         let row = (i % 3) as i32;
         let label = crate::escape::truncate(&fault.label, 28);
+        // A label near the right edge is written leftwards from the band's start, so it is
+        // not cut off (about 7 pixels per character at this size).
+        let dx = if x0 > 0.85 * x_max {
+            -3 - 7 * label.chars().count() as i32
+        } else {
+            3
+        };
         chart
             .draw_series(std::iter::once(
                 EmptyElement::at((x0, y_high.clone()))
                     + Text::new(
                         label,
-                        (3, 3 + 13 * row),
+                        (dx, 3 + 13 * row),
                         ("sans-serif", 12).into_font().color(&color.mix(0.95)),
                     ),
             ))

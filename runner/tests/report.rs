@@ -103,7 +103,10 @@ fn a_stale_read_run_reports_invalid_and_explains_the_anomaly() {
     let (dom, _) = rendered_dom(&file_url(&page));
     assert!(dom.contains("<header class=\"banner invalid\">"));
     assert!(dom.contains(">INVALID<"));
-    assert!(dom.contains("linearizability: "), "the checker is named");
+    assert!(
+        dom.contains("not linearizable (explained below)"),
+        "the banner says what"
+    );
     // The explanation, its window drawing and table, and the jump into the timeline.
     assert!(dom.contains("Not linearizable on key"));
     assert!(dom.contains("No order of the operations on key"));
