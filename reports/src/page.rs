@@ -496,12 +496,20 @@ pub fn render(page: &Page<'_>) -> Result<String, ReportError> {
         out.push_str("<p>No fault was injected in this history.</p>");
     } else {
         let digest = page.digest.expect("faults come from a history");
-        out.push_str(
-            "<table class=\"ops\"><thead><tr><th>fault</th><th>from (s)</th><th>to (s)</th>\
-             <th>lasted (s)</th><th>undone by</th></tr></thead><tbody>",
+        let unit = match digest.axis {
+            TimeAxis::Nanos => "s",
+            TimeAxis::Position => "event",
+        };
+        let _ = write!(
+            out,
+            "<table class=\"ops\"><thead><tr><th>fault</th><th>from ({unit})</th><th>to \
+             ({unit})</th><th>lasted ({unit})</th><th>undone by</th></tr></thead><tbody>"
         );
         for fault in &faults {
-            let s = |t: u64| format!("{:.3}", digest.axis_seconds(t));
+            let s = |t: u64| match digest.axis {
+                TimeAxis::Nanos => format!("{:.3}", digest.axis_seconds(t)),
+                TimeAxis::Position => t.to_string(),
+            };
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -179,8 +179,10 @@ fn latency_svg(
     x_max: f64,
 ) -> Result<String, ReportError> {
     let latencies: Vec<f64> = ops.iter().filter_map(|op| latency_ms(op)).collect();
-    let y_low = latencies.iter().copied().fold(f64::INFINITY, f64::min) / 1.5;
-    let y_high = latencies.iter().copied().fold(0.0, f64::max) * 2.0;
+    let (y_low, y_high) = log_range(
+        latencies.iter().copied().fold(f64::INFINITY, f64::min),
+        latencies.iter().copied().fold(0.0, f64::max),
+    );
     svg_document(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption(format!("latency of {f}"), ("sans-serif", 16))
@@ -240,6 +242,21 @@ fn latency_svg(
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// The top part of every plot kept free of data, for the legend and the fault labels: a
+/// legend over the data would hide the slowest operations, the ones that matter most.
+pub const HEADROOM: f64 = 0.3;
+
+/// A log-scale range from `low` to `high` (both positive) with a margin below and
+/// [`HEADROOM`] of the height free above.
+pub fn log_range(low: f64, high: f64) -> (f64, f64) {
+    let low = low / 1.5;
+    let decades = (high / low).log10().max(1.0);
+    (
+        low,
+        high * 10f64.powf(decades * HEADROOM / (1.0 - HEADROOM)),
+    )
 }
 
 /// Equal time buckets over a history, at most [`MAX_BUCKETS`].
@@ -302,8 +319,10 @@ fn quantiles_svg(
         latencies.sort_by(f64::total_cmp);
     }
     let all = per_bucket.iter().flatten().copied();
-    let y_low = all.clone().fold(f64::INFINITY, f64::min) / 1.5;
-    let y_high = all.fold(0.0, f64::max) * 2.0;
+    let (y_low, y_high) = log_range(
+        all.clone().fold(f64::INFINITY, f64::min),
+        all.fold(0.0, f64::max),
+    );
     let lines: [(&str, f64, RGBColor); 4] = [
         ("p50", 0.5, RGBColor(0x1f, 0x77, 0xb4)),
         ("p95", 0.95, RGBColor(0x2c, 0xa0, 0x2c)),
@@ -380,7 +399,7 @@ fn throughput_svg(
         .max()
         .unwrap_or(0) as f64
         * per_second
-        * 1.15
+        / (1.0 - HEADROOM)
         + 1.0;
     svg_document(|root| {
         let mut chart = ChartBuilder::on(root)
@@ -450,6 +469,18 @@ mod tests {
         assert_eq!(Buckets::new(0).width_ns, 1_000_000);
         let long = Buckets::new(3_600 * 1_000_000_000);
         assert!(long.count <= MAX_BUCKETS + 1, "{long:?}");
+    }
+
+    #[test]
+    fn log_ranges_leave_the_top_free() {
+        let (low, high) = log_range(0.1, 1000.0);
+        assert!((low - 0.1 / 1.5).abs() < 1e-12);
+        let data_top = (1000f64.log10() - low.log10()) / (high.log10() - low.log10());
+        assert!((data_top - (1.0 - HEADROOM)).abs() < 1e-9, "{data_top}");
+        // A narrow range is widened, so a few equal points do not fill the whole height.
+        let (low, high) = log_range(1.0, 1.1);
+        let data_top = (1.1f64.log10() - low.log10()) / (high.log10() - low.log10());
+        assert!(data_top < 0.5, "{data_top}");
     }
 
     #[test]
