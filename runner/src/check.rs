@@ -54,6 +54,11 @@ pub struct CheckArgs {
     #[arg(long)]
     json: bool,
 
+    /// Also write an HTML report of the (one) history to OUT: the verdict, each anomaly
+    /// explained, plots and a timeline.
+    #[arg(long, value_name = "OUT")]
+    report: Option<PathBuf>,
+
     /// History files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -118,6 +123,10 @@ pub fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     }
+    if args.report.is_some() && args.files.len() != 1 {
+        eprintln!("faultline check: --report writes the report of one history: give one file");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let mut codes = Vec::new();
     let stdout = std::io::stdout();
     // Files are checked in parallel (each check is itself parallel over keys) and reported in
@@ -140,8 +149,41 @@ pub fn run(args: CheckArgs) -> ExitCode {
         } else {
             print_human(&mut out, file, &outcome, &meta, elapsed_ms);
         }
+        if let Some(report) = &args.report {
+            let results = report_results(file, &outcome, &meta);
+            match faultline_reports::write_report_for_history(file, &results, report) {
+                Ok(path) => eprintln!("faultline check: report written to {}", path.display()),
+                Err(e) => {
+                    eprintln!("faultline check: cannot write the report: {e}");
+                    codes.push(EXIT_INTERNAL);
+                }
+            }
+        }
     }
     ExitCode::from(combined_exit(codes.into_iter()))
+}
+
+/// The check's outcome in the shape of a run's results.json, which the report reads.
+fn report_results(file: &Path, outcome: &FileOutcome, meta: &FileMeta) -> Value {
+    let (valid, result) = match outcome {
+        FileOutcome::Checked(result) => (
+            result.valid.to_json(),
+            serde_json::to_value(result).expect("results serialize"),
+        ),
+        FileOutcome::BadInput(why) | FileOutcome::Internal(why) => {
+            (json!("unknown"), json!({"valid": "unknown", "reason": why}))
+        }
+    };
+    let mut results = json!({
+        "valid": valid,
+        "checker": "linearizability",
+        "file": file.display().to_string(),
+        "result": result,
+    });
+    if let Some(model) = meta.model {
+        results["model"] = json!(model.as_str());
+    }
+    results
 }
 
 /// What we learned about a file before checking it.

@@ -8,6 +8,8 @@
 mod check;
 mod lab;
 mod raftkv_server;
+mod report;
+mod serve;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,10 @@ enum Command {
     Test(test::TestArgs),
     /// Network-namespace hosts with sshd on this machine (root): up, down, status.
     Lab(lab::LabArgs),
+    /// Rebuild the HTML report of stored runs (`store/<test>/<timestamp>`).
+    Report(report::ReportArgs),
+    /// Browse the store over HTTP: every run, its report and its files.
+    Serve(serve::ServeArgs),
     /// One raftkv node in this process (how the raftkv target starts its nodes).
     #[command(hide = true)]
     RaftkvServer(raftkv_server::RaftkvServerArgs),
@@ -60,6 +66,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::RaftkvServer(args) => raftkv_server::run(args),
     }
 }

@@ -838,6 +838,12 @@ fn run_one(
     println!("rerun: {rerun}");
     tracing::info!("rerun: {rerun}");
     set_log_file(None);
+    // The report reads faultline.log, so it comes after the log is closed. A report that
+    // cannot be written is a warning: the verdict and the files it is made from stand.
+    match faultline_reports::write_report(&dir) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("faultline test: no report: {e}"),
+    }
     Ok(Outcome {
         exit,
         validity: Some(checked.valid),
