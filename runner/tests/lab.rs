@@ -688,3 +688,192 @@ fn ctrl_c_once_or_twice_takes_down_a_lab_brought_up_for_the_run() {
     assert_eq!(interrupted_lab_run(&name, 2), Some(255));
     assert_gone(&name);
 }
+
+/// Heavy cluster runs share two cores: one at a time within this test binary.
+static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The last line of `stdout` that starts with `prefix`.
+fn line_starting<'a>(stdout: &'a str, prefix: &str) -> &'a str {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or("")
+}
+
+/// The fault kinds recorded in a run's history (`kill`, `start-partition`, ...).
+fn nemesis_events(history: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(history)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|op| op["process"] == "nemesis")
+        .filter_map(|op| op["f"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The lab runs, short: raftkv (5 hosts) and ZooKeeper (3 hosts, reads after `sync`)
+/// under partitions, pauses, kills and clock skew, etcd (5 hosts, linearizable reads) under
+/// partitions, pauses and kills — each driven over SSH with iptables faults, each valid.
+#[test]
+fn raftkv_etcd_and_zookeeper_in_the_lab_are_valid_under_faults() {
+    if !root() {
+        return;
+    }
+    let _one_at_a_time = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let name = lab_name('r');
+    let _guard = Down(name.clone());
+    let up = faultline(&["lab", "up", "--hosts", "5", "--name", &name]);
+    assert!(up.status.success(), "{}", text(&up));
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let runs: [(&str, &str, &str, &[&str]); 3] = [
+        ("raftkv", "5", "partition,pause,kill,clock", &[]),
+        ("etcd", "5", "partition,pause,kill", &[]),
+        (
+            "zookeeper",
+            "3",
+            "partition,pause,kill,clock",
+            &["--sync-reads"],
+        ),
+    ];
+    for (target, hosts, nemesis, extra) in runs {
+        let mut args = vec![
+            "test",
+            "--target",
+            target,
+            "--lab",
+            hosts,
+            "--lab-name",
+            &name,
+            "--nemesis",
+            nemesis,
+            "--time-limit",
+            "12",
+            "--seed",
+            "4",
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let out = faultline(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!(
+            "{target} in the lab ({:.1} s): {} / {}",
+            started.elapsed().as_secs_f64(),
+            line_starting(&stdout, "recorded"),
+            line_starting(&stdout, "verdict")
+        );
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", text(&out));
+        let run = store.join(format!("{target}-register")).join("latest");
+        let run = store.join("latest").canonicalize().unwrap_or(run);
+        let events = nemesis_events(&run.join("history.jsonl"));
+        assert!(
+            events.iter().any(|f| f != "heal"),
+            "{target}: faults were injected: {events:?}"
+        );
+        // Every node's log came back from its host.
+        let nodes = std::fs::read_dir(run.join("nodes")).unwrap().count();
+        assert!(nodes >= hosts.parse().unwrap(), "{target}: node logs");
+    }
+    // The lab is still up (the runs used it, they did not own it) and free of faults.
+    let status = faultline(&["lab", "status", "--name", &name]);
+    assert!(status.status.success(), "{}", text(&status));
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// A `faultline test` killed with SIGKILL in the middle of a run, with a node paused or cut
+/// off: the history on disk is still checkable, and `lab down` then leaves no namespace, rule,
+/// stopped or orphaned process behind.
+#[test]
+fn a_lab_run_killed_with_sigkill_leaves_a_checkable_history_and_down_cleans_up() {
+    if !root() {
+        return;
+    }
+    let _one_at_a_time = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let name = lab_name('k');
+    let _guard = Down(name.clone());
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "test",
+            "--target",
+            "raftkv",
+            "--lab",
+            "3",
+            "--lab-name",
+            &name,
+            "--nemesis",
+            "pause,partition",
+            "--time-limit",
+            "60",
+            "--store",
+            store.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until a fault is in force and operations were recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let path = loop {
+        let found = std::fs::read_dir(store.join("raftkv-register"))
+            .ok()
+            .and_then(|mut dirs| dirs.next())
+            .map(|d| d.unwrap().path().join("history.jsonl"));
+        if let Some(path) = found {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let last_fault = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|op| op["process"] == "nemesis")
+                .last();
+            let in_force =
+                last_fault.is_some_and(|op| op["f"] == "pause" || op["f"] == "start-partition");
+            if in_force && text.lines().count() > 100 {
+                break path;
+            }
+        }
+        assert!(Instant::now() < deadline, "no fault within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Every process on the lab's hosts now (sshd, the nodes, one of them maybe stopped).
+    let mut pids = Vec::new();
+    for host in ["n1", "n2", "n3"] {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &format!("fl-{name}-{host}")])
+            .output()
+            .unwrap();
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string),
+        );
+    }
+    assert!(pids.len() >= 6, "sshd and a node on each host: {pids:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let check = faultline(&["check", path.to_str().unwrap()]);
+    assert!(
+        matches!(check.status.code(), Some(0..=2)),
+        "the history of a killed run is checkable: {}",
+        text(&check)
+    );
+    let down = faultline(&["lab", "down", "--name", &name]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_gone(&name);
+    // No process of the lab's hosts survives, stopped or not (a zombie is dead: it waits for
+    // its parent, here the machine's init, to collect its status).
+    let alive = |pid: &String| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, None | Some("Z") | Some("X"))
+    };
+    let left: Vec<&String> = pids.iter().filter(|pid| alive(pid)).collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let _ = std::fs::remove_dir_all(&store);
+}

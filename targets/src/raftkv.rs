@@ -13,7 +13,8 @@
 //!   own (processes sharing one address cannot be told apart by iptables). Nodes are started
 //!   with `--exit-with-parent`, so none outlives a harness killed with SIGKILL.
 //! - **Remote** (`test.addresses`: node name -> IP, for lab namespaces and VMs): everything
-//!   through the node's [`faultline_core::Remote`]. The faultline binary is uploaded to a
+//!   through the node's [`faultline_core::Remote`]. The faultline binary is uploaded once
+//!   per build to `<remote_dir>/bin/` (kept across runs), each node's files go to a
 //!   directory unique to the test and the node (lab hosts share one file system), and the
 //!   node runs as a [`Daemon`] with `--peers id=IP:peer_port,...` and `--listen-client
 //!   IP:client_port`. `as_net` is `None`: the runner cuts links with iptables.
@@ -149,6 +150,13 @@ struct RemoteNodes {
     nodes: BTreeMap<String, RemoteNode>,
     /// Every node's `--peers`: `id=IP:peer_port,...`.
     peers: String,
+    /// Where the faultline binary is installed on each node: `<remote_dir>/bin/faultline-<size
+    /// and mtime of this machine's binary>`, kept across runs (as Jepsen keeps installed
+    /// packages), so a host uploads each build once — and lab hosts, which share one file
+    /// system, once between them.
+    binary: String,
+    /// One node installs the binary at a time, so the others find it in place.
+    install: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -261,6 +269,16 @@ impl RaftkvDb {
                 },
             );
         }
+        let metadata = std::fs::metadata(&program)
+            .map_err(|e| format!("the faultline binary {}: {e}", program.display()))?;
+        let built = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let run_dir = run_dir.trim_end_matches('/');
+        let remote_dir = run_dir.rsplit_once('/').map_or(".", |(parent, _)| parent);
+        let binary = format!("{remote_dir}/bin/faultline-{:x}-{built:x}", metadata.len());
         Ok(RaftkvDb {
             program,
             names: hosts.keys().cloned().collect(),
@@ -270,6 +288,8 @@ impl RaftkvDb {
             mode: Mode::Remote(RemoteNodes {
                 nodes,
                 peers: peers.join(","),
+                binary,
+                install: tokio::sync::Mutex::new(()),
             }),
             started_pids: Mutex::new(BTreeSet::new()),
         })
@@ -653,7 +673,7 @@ impl RaftkvDb {
         let own = self.remote_node(node, phase)?;
         let dir = &own.dir;
         let mut daemon = Daemon::new(
-            &format!("{dir}/faultline"),
+            &remote.binary,
             &format!("{dir}/raftkv.pid"),
             &format!("{dir}/raftkv.log"),
         )
@@ -697,13 +717,7 @@ impl RaftkvDb {
                 }
                 self.write_offset(node, 0).await?;
             }
-            // Upload beside, then rename: a binary that is running cannot be overwritten,
-            // and a rename leaves a running copy intact.
-            let binary = format!("{dir}/faultline");
-            let upload = format!("{binary}.upload");
-            remote.upload(&self.program, &upload).await?;
-            run(Command::new("chmod", &["755", &upload])).await?;
-            run(Command::new("mv", &["-f", &upload, &binary])).await?;
+            self.install_binary(node).await?;
         }
         self.start_remote(node, "setup").await?;
         self.await_ready(&node.name, "setup", || async {
@@ -716,6 +730,35 @@ impl RaftkvDb {
             })
         })
         .await
+    }
+
+    /// Uploads this machine's faultline binary to the node unless that build is there.
+    async fn install_binary(&self, node: &Node) -> Result<(), HarnessError> {
+        let Mode::Remote(nodes) = &self.mode else {
+            unreachable!("called only in remote mode")
+        };
+        let _one_at_a_time = nodes.install.lock().await;
+        let remote = node.remote.as_ref();
+        let run = |command: Command| async move { daemon::run(remote, &command).await };
+        let binary = &nodes.binary;
+        let size = std::fs::metadata(&self.program)
+            .map(|m| m.len())
+            .map_err(|e| db_error(&node.name, "setup", format!("the faultline binary: {e}")))?;
+        let there = remote
+            .exec(&Command::new("stat", &["-c", "%s", binary]))
+            .await?;
+        if there.success() && String::from_utf8_lossy(&there.stdout).trim() == size.to_string() {
+            return Ok(());
+        }
+        let dir = binary.rsplit_once('/').map_or(".", |(dir, _)| dir);
+        run(Command::new("mkdir", &["-p", dir])).await?;
+        // Upload beside, then rename: a binary that is running cannot be overwritten, and a
+        // rename leaves a running copy intact.
+        let upload = format!("{binary}.upload-{}", node.name);
+        remote.upload(&self.program, &upload).await?;
+        run(Command::new("chmod", &["755", &upload])).await?;
+        run(Command::new("mv", &["-f", &upload, binary])).await?;
+        Ok(())
     }
 
     async fn start_remote(&self, node: &Node, phase: &'static str) -> Result<(), HarnessError> {
@@ -744,14 +787,7 @@ impl RaftkvDb {
         let dir = &self.remote_node(&node.name, "teardown")?.dir;
         // The log stays, to be collected; everything else of this node goes.
         let mut rm = vec!["-rf".to_string()];
-        for name in [
-            "data",
-            "faultline",
-            "faultline.upload",
-            "faketime",
-            "faketime.tmp",
-            "raftkv.pid",
-        ] {
+        for name in ["data", "faketime", "faketime.tmp", "raftkv.pid"] {
             rm.push(format!("{dir}/{name}"));
         }
         let rm: Vec<&str> = rm.iter().map(String::as_str).collect();
