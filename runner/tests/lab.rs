@@ -827,9 +827,9 @@ fn a_lab_run_killed_with_sigkill_leaves_a_checkable_history_and_down_cleans_up()
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let last_fault = text
                 .lines()
+                .rev()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|op| op["process"] == "nemesis")
-                .last();
+                .find(|op| op["process"] == "nemesis");
             let in_force =
                 last_fault.is_some_and(|op| op["f"] == "pause" || op["f"] == "start-partition");
             if in_force && text.lines().count() > 100 {
