@@ -71,6 +71,9 @@ pub enum Target {
     /// The smallest majority.
     Majority,
     All,
+    /// The node that leads when the fault starts (a random one when no node says it leads):
+    /// pausing or killing exactly the leader is what exposes lease and failover bugs.
+    Leader,
 }
 
 impl Target {
@@ -80,6 +83,7 @@ impl Target {
             Target::Minority => "minority",
             Target::Majority => "majority",
             Target::All => "all",
+            Target::Leader => "leader",
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use faultline_core::{BoxFuture, Db, HarnessError, Invocation, Nemesis, Net, Node, Test};
 use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 
-use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Topology};
+use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Target, Targets, Topology};
 use crate::partition;
 use crate::schedule::{Kind, Plan, Schedule, Timing};
 
@@ -339,9 +339,48 @@ impl Faults {
     /// The plan as an action: for `isolate-leader`, asks the db who leads now.
     pub(crate) async fn resolve(&self, test: &Test, plan: Plan) -> Result<Action, HarnessError> {
         let (fallback, pick) = match plan {
+            Plan::Apply(Action::Kill(targets)) if targets.target == Target::Leader => {
+                return Ok(Action::Kill(self.leader_targets(test, targets).await?));
+            }
+            Plan::Apply(Action::Pause(targets)) if targets.target == Target::Leader => {
+                return Ok(Action::Pause(self.leader_targets(test, targets).await?));
+            }
             Plan::Apply(action) => return Ok(action),
             Plan::IsolateLeader { fallback, pick } => (fallback, pick),
         };
+        let leader = self.leader(test, pick).await?;
+        if leader.is_none() {
+            tracing::warn!("no leader known; isolating {fallback}, drawn at random, instead");
+        }
+        let isolated = leader.clone().unwrap_or(fallback);
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let grudge = partition::isolate(&names, &isolated);
+        Ok(Action::StartPartition(Partition {
+            topology: Topology::IsolateLeader { isolated, leader },
+            grudge,
+        }))
+    }
+
+    /// A kill or pause of the leader: the drawn stand-in replaced by the node that leads now.
+    async fn leader_targets(&self, test: &Test, drawn: Targets) -> Result<Targets, HarnessError> {
+        match self.leader(test, 0).await? {
+            Some(leader) => Ok(Targets {
+                target: Target::Leader,
+                nodes: vec![leader],
+            }),
+            None => {
+                tracing::warn!(
+                    "no leader known; taking {:?}, drawn at random, instead",
+                    drawn.nodes
+                );
+                Ok(drawn)
+            }
+        }
+    }
+
+    /// The node that leads now, if any says so: with several claimants (in name order), the
+    /// one at `pick` modulo their number.
+    async fn leader(&self, test: &Test, pick: u64) -> Result<Option<String>, HarnessError> {
         let mut leaders = match self.db.as_primary() {
             None => Vec::new(),
             Some(primary) => {
@@ -358,18 +397,7 @@ impl Faults {
         leaders.retain(|leader| self.nodes.iter().any(|n| n.name == *leader));
         leaders.sort();
         leaders.dedup();
-        let leader =
-            (!leaders.is_empty()).then(|| leaders[(pick % leaders.len() as u64) as usize].clone());
-        if leader.is_none() {
-            tracing::warn!("no leader known; isolating {fallback}, drawn at random, instead");
-        }
-        let isolated = leader.clone().unwrap_or(fallback);
-        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
-        let grudge = partition::isolate(&names, &isolated);
-        Ok(Action::StartPartition(Partition {
-            topology: Topology::IsolateLeader { isolated, leader },
-            grudge,
-        }))
+        Ok((!leaders.is_empty()).then(|| leaders[(pick % leaders.len() as u64) as usize].clone()))
     }
 
     /// Applies `action`, then records it (after it took effect: a kill recorded at time t

@@ -256,16 +256,25 @@ impl Schedule {
     fn targets(&mut self) -> Targets {
         let n = self.nodes.len();
         let minority = majority(n) - 1;
-        let variants: Vec<Target> = [Target::One, Target::Minority, Target::Majority, Target::All]
-            .into_iter()
-            .filter(|t| *t != Target::Minority || minority > 0)
-            .collect();
+        let variants: Vec<Target> = [
+            Target::One,
+            Target::Minority,
+            Target::Majority,
+            Target::All,
+            Target::Leader,
+        ]
+        .into_iter()
+        .filter(|t| *t != Target::Minority || minority > 0)
+        .collect();
         let target = variants[self.rng.gen_range(0..variants.len())];
         let size = match target {
             Target::One => 1,
             Target::Minority => minority,
             Target::Majority => majority(n),
             Target::All => n,
+            // A stand-in, drawn now so the schedule stays reproducible; replaced by the
+            // leader at run time when one is known.
+            Target::Leader => 1,
         };
         Targets {
             target,
@@ -368,6 +377,7 @@ mod tests {
                         Target::Minority => 2,
                         Target::Majority => 3,
                         Target::All => 5,
+                        Target::Leader => 1,
                     };
                     assert_eq!(t.nodes.len(), expected, "{t:?}");
                     let distinct: BTreeSet<&String> = t.nodes.iter().collect();
@@ -416,6 +426,8 @@ mod tests {
             "pause minority",
             "pause majority",
             "pause all",
+            "kill leader",
+            "pause leader",
             "bump-clock",
             "strobe-clock",
         ];
