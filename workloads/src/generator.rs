@@ -32,6 +32,8 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use faultline_core::Op;
 
@@ -432,12 +434,22 @@ pub fn independent<F>(threads_per_key: usize, make: F) -> BoxGen
 where
     F: FnMut(u64) -> BoxGen + Send + 'static,
 {
+    independent_counted(threads_per_key, make, Arc::default())
+}
+
+/// [`independent`], also counting in `keys_used` how many keys it has handed out (keys are
+/// `0..keys_used`), so that a final generator can visit every one of them.
+pub fn independent_counted<F>(threads_per_key: usize, make: F, keys_used: Arc<AtomicU64>) -> BoxGen
+where
+    F: FnMut(u64) -> BoxGen + Send + 'static,
+{
     assert!(threads_per_key > 0, "a key needs at least one thread");
     struct Independent<F> {
         threads_per_key: usize,
         make: F,
         next_key: u64,
         groups: Vec<Option<(u64, BoxGen)>>,
+        keys_used: Arc<AtomicU64>,
     }
     impl<F: FnMut(u64) -> BoxGen + Send> Generator for Independent<F> {
         fn op(&mut self, ctx: &mut Context<'_>) -> GenOp {
@@ -450,6 +462,7 @@ where
                 if self.groups[group].is_none() {
                     let key = self.next_key;
                     self.next_key += 1;
+                    self.keys_used.store(self.next_key, Ordering::Relaxed);
                     self.groups[group] = Some((key, (self.make)(key)));
                 }
                 let (key, gen) = self.groups[group].as_mut().expect("just set");
@@ -475,6 +488,32 @@ where
         make,
         next_key: 0,
         groups: Vec::new(),
+        keys_used,
+    })
+}
+
+/// One `draft` per key `0..keys_used` (read when first asked), each with its key set, shared
+/// out among the threads; then exhausted. The final reads of a keyed workload.
+pub fn each_key(draft: Draft, keys_used: Arc<AtomicU64>) -> BoxGen {
+    struct EachKey {
+        draft: Draft,
+        keys_used: Arc<AtomicU64>,
+        next: u64,
+    }
+    impl Generator for EachKey {
+        fn op(&mut self, _ctx: &mut Context<'_>) -> GenOp {
+            if self.next >= self.keys_used.load(Ordering::Relaxed) {
+                return GenOp::Exhausted;
+            }
+            let key = self.next;
+            self.next += 1;
+            GenOp::Op(self.draft.clone().with_key(Value::from(key)))
+        }
+    }
+    Box::new(EachKey {
+        draft,
+        keys_used,
+        next: 0,
     })
 }
 

@@ -6,9 +6,15 @@
 //! `0..VALUES`, so reads can observe stale values and cas operations often succeed. A cas the
 //! target reports as a definite mismatch is recorded as `fail` with error `compare-failed`,
 //! which the checker reads as an observation.
+//!
+//! After the main phase (and after the nemesis healed and the cluster had time to recover),
+//! every key used is read once more: an acknowledged write that a crash lost then shows up as
+//! a read of an older value, even on a key whose group had moved on.
 
 use rand::Rng;
 use serde_json::{json, Value};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_checker::linearizability::{self, CheckOptions};
@@ -39,16 +45,27 @@ pub fn random_op(rng: &mut impl Rng) -> Draft {
 
 /// The endless generator of the register workload.
 pub fn generator() -> BoxGen {
-    generator::independent(THREADS_PER_KEY, |_key| {
-        generator::limit(OPS_PER_KEY, generator::from_fn(|ctx| random_op(ctx.rng)))
-    })
+    generator_counted(Arc::default())
+}
+
+/// [`generator`], counting the keys it uses in `keys_used`.
+fn generator_counted(keys_used: Arc<AtomicU64>) -> BoxGen {
+    generator::independent_counted(
+        THREADS_PER_KEY,
+        |_key| generator::limit(OPS_PER_KEY, generator::from_fn(|ctx| random_op(ctx.rng))),
+        keys_used,
+    )
 }
 
 pub fn workload() -> Workload {
+    let keys_used = Arc::new(AtomicU64::new(0));
     Workload {
         name: "register",
-        generator: generator(),
-        final_generator: None,
+        generator: generator_counted(keys_used.clone()),
+        final_generator: Some(generator::each_key(
+            Draft::new("read", Value::Null),
+            keys_used,
+        )),
         checker: check,
     }
 }
@@ -96,6 +113,30 @@ mod tests {
                 assert!(d.draft.value.as_u64().unwrap() < VALUES);
             }
         }
+    }
+
+    /// The final reads visit every key the main phase used, once each.
+    #[test]
+    fn the_final_generator_reads_every_key_used() {
+        let workload = workload();
+        let mut main = generator::limit(1_000, workload.generator);
+        let drawn = simulate(&mut main, 10, 100, u64::MAX);
+        let used: std::collections::BTreeSet<u64> = drawn
+            .iter()
+            .map(|d| d.draft.key.as_ref().unwrap().as_u64().unwrap())
+            .collect();
+        let mut last = workload.final_generator.expect("final reads");
+        let reads = simulate(&mut last, 10, 100, u64::MAX);
+        assert!(reads.iter().all(|d| d.draft.f == "read"));
+        let read: Vec<u64> = reads
+            .iter()
+            .map(|d| d.draft.key.as_ref().unwrap().as_u64().unwrap())
+            .collect();
+        let max = *used.iter().max().unwrap();
+        // Every key handed out (a group may have taken a fresh key it did not use yet).
+        assert_eq!(read, (0..read.len() as u64).collect::<Vec<_>>());
+        assert!(read.len() as u64 >= max + 1, "{read:?} vs {used:?}");
+        assert!(read.len() as u64 <= max + 3, "{read:?} vs {used:?}");
     }
 
     #[test]
