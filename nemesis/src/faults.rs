@@ -468,8 +468,25 @@ impl Faults {
                 let action = self.resolve(test, planned.plan).await?;
                 self.set_current(Some(action.describe()));
                 self.apply_recorded(test, &recorder, &action).await?;
+                // A companion fault goes in after the first and comes out before it.
+                let with = match planned.with {
+                    Some(plan) => {
+                        let with = self.resolve(test, plan).await?;
+                        self.set_current(Some(format!(
+                            "{} + {}",
+                            action.describe(),
+                            with.describe()
+                        )));
+                        self.apply_recorded(test, &recorder, &with).await?;
+                        Some(with)
+                    }
+                    None => None,
+                };
                 self.hold(test, &action, deadline(planned.hold_ms), Some(&stop))
                     .await?;
+                if let Some(undo) = with.as_ref().and_then(Action::undo) {
+                    self.apply_recorded(test, &recorder, &undo).await?;
+                }
                 if let Some(undo) = action.undo() {
                     self.apply_recorded(test, &recorder, &undo).await?;
                 }

@@ -116,6 +116,11 @@ pub struct Planned {
     pub gap_ms: u64,
     pub hold_ms: u64,
     pub plan: Plan,
+    /// A second fault of another kind, injected after `plan` and undone before it. Drawn for
+    /// clock faults when the mix has other kinds: a skewed clock alone rarely matters; it
+    /// matters when the node that trusts it is also cut off or paused (a lease outliving a
+    /// partition, as in Jepsen's combined clock and partition nemeses).
+    pub with: Option<Plan>,
 }
 
 /// The seeded sequence of faults for one run.
@@ -170,17 +175,32 @@ impl Schedule {
         let gap_ms = self.rng.gen_range(self.timing.gap_ms.clone());
         let hold_ms = self.rng.gen_range(self.timing.fault_ms.clone());
         let kind = self.kinds[self.rng.gen_range(0..self.kinds.len())];
-        let plan = match kind {
+        let plan = self.plan(kind, hold_ms);
+        let others: Vec<Kind> = self
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| *k != Kind::Clock)
+            .collect();
+        let with = (kind == Kind::Clock && !others.is_empty()).then(|| {
+            let other = others[self.rng.gen_range(0..others.len())];
+            self.plan(other, hold_ms)
+        });
+        Planned {
+            gap_ms,
+            hold_ms,
+            plan,
+            with,
+        }
+    }
+
+    fn plan(&mut self, kind: Kind, hold_ms: u64) -> Plan {
+        match kind {
             Kind::Partition => self.partition(),
             Kind::Loss => Plan::Apply(Action::StartLoss(self.loss())),
             Kind::Kill => Plan::Apply(Action::Kill(self.targets())),
             Kind::Pause => Plan::Apply(Action::Pause(self.targets())),
             Kind::Clock => Plan::Apply(self.clock(hold_ms)),
-        };
-        Planned {
-            gap_ms,
-            hold_ms,
-            plan,
         }
     }
 

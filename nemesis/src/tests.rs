@@ -15,7 +15,7 @@ use faultline_workloads::clock::MonotonicClock;
 use faultline_workloads::generator::{self, Draft};
 use faultline_workloads::interpreter::{Interpreter, Stop};
 
-use crate::action::{Action, Partition, Topology};
+use crate::action::{Action, Partition, Target, Topology};
 use crate::fake::{nodes, FakeDb};
 use crate::schedule::{Plan, Schedule};
 use crate::{build, Faults, Kind, NemesisError, Timing, NAMES};
@@ -378,10 +378,7 @@ fn the_schedule_records_every_fault_and_its_undo_then_heals_and_recovers() {
     );
     assert_eq!(faults_and_undos.len() % 2, 0);
     let mut partitions = Vec::new();
-    for pair in faults_and_undos.chunks(2) {
-        let fault = Action::parse(&pair[0].0, &pair[0].1).unwrap();
-        let undo = fault.undo().expect("a fault first, then its undo");
-        assert_eq!((undo.f().to_string(), undo.value()), pair[1]);
+    for fault in faults_with_their_undos(faults_and_undos) {
         if let Action::StartPartition(p) = &fault {
             // The topology's own promise holds for the grudge recorded.
             match &p.topology {
@@ -428,6 +425,38 @@ fn the_schedule_records_every_fault_and_its_undo_then_heals_and_recovers() {
     assert_eq!(run.shown_after, None);
 }
 
+/// The faults in `events`, checking that each is undone, in nesting order: a fault, maybe a
+/// companion fault and its undo, then the fault's own undo.
+fn faults_with_their_undos(events: &[(String, Value)]) -> Vec<Action> {
+    let mut open: Vec<Action> = Vec::new();
+    let mut faults = Vec::new();
+    for (f, value) in events {
+        if let Some(top) = open.last() {
+            let undo = top.undo().expect("every drawn fault has an undo");
+            if (undo.f(), undo.value()) == (f.as_str(), value.clone()) {
+                open.pop();
+                continue;
+            }
+        }
+        let fault = Action::parse(f, value).unwrap();
+        assert!(fault.undo().is_some(), "an undo with no fault: {f} {value}");
+        assert!(
+            open.len() < 2,
+            "at most a fault and its companion: {events:?}"
+        );
+        if let Some(outer) = open.first() {
+            assert!(
+                matches!(outer, Action::BumpClock(_) | Action::StrobeClock(_)),
+                "only a clock fault has a companion: {events:?}"
+            );
+        }
+        open.push(fault.clone());
+        faults.push(fault);
+    }
+    assert!(open.is_empty(), "faults left undone: {open:?}");
+    faults
+}
+
 /// The same seed gives the same sequence of faults: the recorded events are exactly the
 /// schedule's draws, so two runs agree on all the faults both had time for.
 #[test]
@@ -437,11 +466,11 @@ fn the_schedule_is_reproducible_from_the_seed() {
         *fake.leaders.lock().unwrap() = strings(&["n2"]);
         let faults = all_faults(&fake, 5).with_timing(fast());
         let test = test_of(5, seed, 800);
-        let starts: Vec<(String, Value)> = run_schedule(test.clone(), faults)
-            .events
+        let mut events = run_schedule(test.clone(), faults).events;
+        assert_eq!(events.pop().map(|e| e.0).as_deref(), Some("heal"));
+        let starts: Vec<(String, Value)> = faults_with_their_undos(&events)
             .into_iter()
-            .step_by(2)
-            .filter(|(f, _)| f != "heal")
+            .map(|a| (a.f().to_string(), a.value()))
             .collect();
         (test, starts)
     };
@@ -464,8 +493,21 @@ fn the_schedule_is_reproducible_from_the_seed() {
         true,
         fast(),
     );
-    for (f, value) in &first {
-        match schedule.next_fault().plan {
+    let mut drawn = Vec::new();
+    while drawn.len() < first.len() {
+        let planned = schedule.next_fault();
+        drawn.push(planned.plan);
+        drawn.extend(planned.with);
+    }
+    for ((f, value), plan) in first.iter().zip(drawn) {
+        match plan {
+            Plan::Apply(Action::Kill(t) | Action::Pause(t)) if t.target == Target::Leader => {
+                assert_eq!(
+                    value["nodes"],
+                    json!(["n2"]),
+                    "the leader, not the stand-in"
+                );
+            }
             Plan::Apply(action) => {
                 assert_eq!((action.f(), action.value()), (f.as_str(), value.clone()))
             }
