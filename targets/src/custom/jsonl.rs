@@ -16,7 +16,8 @@
 //! (unknown). Blank lines are skipped; anything else on stdout is a protocol error. The
 //! program's stderr goes to the run's log.
 //!
-//! Whatever faultline cannot read as the answer becomes `info` — the program may have sent the
+//! A freshly started program gets [`START_GRACE_MS`] more for its first answer. Whatever
+//! faultline cannot read as the answer becomes `info` — the program may have sent the
 //! request before it went wrong — and the program is replaced by a new process before the next
 //! operation, since the old one may still act on the old request:
 //! - no answer within the client timeout: `info`, error `timeout`;
@@ -64,6 +65,11 @@ use tokio::task::JoinHandle;
 use faultline_core::remote::Command;
 use faultline_core::{BoxFuture, Client, Completion, HarnessError, Invocation, Test};
 
+/// How much longer than the client timeout a freshly started program may take to answer its
+/// first operation: interpreters and virtual machines take a while to start, and a program
+/// that is still starting must not be taken for one that hangs (the interpreter's op timeout
+/// still bounds the wait).
+pub const START_GRACE_MS: u64 = 2_000;
 /// The longest line read from a client program.
 pub const MAX_LINE_BYTES: u64 = 1 << 20;
 /// How long a closed client program may take to exit after its stdin closed, before SIGKILL.
@@ -94,6 +100,8 @@ pub struct JsonLinesClient {
     dir: PathBuf,
     timeout: Duration,
     running: Option<Running>,
+    /// The running program has answered nothing yet (it may still be starting).
+    fresh: bool,
     next_id: u64,
     /// How many processes this client has started (the first is 1).
     started: u64,
@@ -162,6 +170,7 @@ impl JsonLinesClient {
             dir,
             timeout,
             running: None,
+            fresh: false,
             next_id: 1,
             started: 0,
         }
@@ -223,6 +232,7 @@ impl JsonLinesClient {
             }
         });
         self.started += 1;
+        self.fresh = true;
         tracing::debug!(node = self.node, pid, "started client program");
         self.running = Some(Running {
             child,
@@ -337,9 +347,16 @@ impl JsonLinesClient {
             // Nothing was sent: the operation certainly did not happen.
             return Completion::fail(format!("client-start: {e}"));
         }
-        let outcome = tokio::time::timeout(self.timeout, self.exchange(op)).await;
+        let mut limit = self.timeout;
+        if self.fresh {
+            limit += Duration::from_millis(START_GRACE_MS);
+        }
+        let outcome = tokio::time::timeout(limit, self.exchange(op)).await;
         let why = match outcome {
-            Ok(Ok(completion)) => return completion,
+            Ok(Ok(completion)) => {
+                self.fresh = false;
+                return completion;
+            }
             Ok(Err(why)) => why,
             Err(_) => "timeout".to_string(),
         };

@@ -297,28 +297,40 @@ impl CustomDb {
         first.map_or(Ok(()), Err)
     }
 
-    /// First setup of a node: a stale server of this directory killed, a fresh data
-    /// directory, the uploads, the setup commands.
+    /// First setup of a node whose server does not run: a fresh data directory, the uploads,
+    /// the setup commands. (Each command is a round trip, a third of a second over SSH on a
+    /// busy machine: they are few on purpose.)
     async fn prepare(&self, node: &Node) -> Result<(), HarnessError> {
         let name = &node.name;
         if self.prepared.lock().expect("prepared lock").contains(name) {
             return Ok(());
         }
         let remote = &*node.remote;
-        self.process(name).kill(remote).await?;
         let (dir, data) = (self.node_dir(name), self.data_dir(name));
-        daemon::run(remote, &Command::new("rm", &["-rf", &data])).await?;
-        daemon::run(remote, &Command::new("mkdir", &["-p", &dir, &data])).await?;
+        // Data left by an earlier run in this directory goes; the arguments are passed as
+        // positional parameters, never spliced into the script.
+        let fresh = Command::new(
+            "sh",
+            &[
+                "-c",
+                "rm -rf \"$2\" && mkdir -p \"$1\" \"$2\"",
+                "sh",
+                &dir,
+                &data,
+            ],
+        );
+        daemon::run(remote, &fresh).await?;
         let values = self.node_values(name)?;
         for upload in &self.file.uploads {
             let to = upload
                 .to
                 .render(&|n| values.get(n).cloned())
                 .map_err(|e| db_error(name, "setup", e))?;
-            if let Some((parent, _)) = to.rsplit_once('/') {
-                if !parent.is_empty() {
+            match to.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() && parent != dir => {
                     daemon::run(remote, &Command::new("mkdir", &["-p", parent])).await?;
                 }
+                _ => {}
             }
             remote.upload(&upload.from, &to).await?;
         }
@@ -338,18 +350,8 @@ impl CustomDb {
         let process = self.process(&node.name);
         let probe_limit = Duration::from_millis(PROBE_TIMEOUT_MS);
         loop {
-            if process.pid(&*node.remote).await?.is_none() {
-                return Err(db_error(
-                    &node.name,
-                    "setup",
-                    format!(
-                        "the store exited: {}",
-                        log_tail(&*node.remote, &self.log_path(&node.name)).await
-                    ),
-                ));
-            }
             let ready = match &self.file.probe {
-                Probe::Running => return Ok(()),
+                Probe::Running => Ok(()),
                 Probe::Tcp(port) => {
                     let addr = self.addr(&node.name, port)?;
                     let connect = async {
@@ -379,6 +381,17 @@ impl CustomDb {
                     }
                 }
             };
+            // A probe may pass by accident (a port of another process): the server must run.
+            if process.pid(&*node.remote).await?.is_none() {
+                return Err(db_error(
+                    &node.name,
+                    "setup",
+                    format!(
+                        "the store exited: {}",
+                        log_tail(&*node.remote, &self.log_path(&node.name)).await
+                    ),
+                ));
+            }
             let Err(last) = ready else {
                 return Ok(());
             };
