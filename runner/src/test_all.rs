@@ -347,7 +347,11 @@ pub fn run(args: TestAllArgs) -> ExitCode {
             quiet: true,
             progress_prefix: format!("{position} {label} "),
         };
-        if !std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        if terminal {
+            // Until the run's own live line takes over (once its nodes are set up).
+            eprint!("\r{position} {label}: setting up\x1b[K");
+        } else {
             eprintln!("{position} {label}: running");
         }
         let result = match session.run_test(test_args, &display) {
@@ -357,6 +361,9 @@ pub fn run(args: TestAllArgs) -> ExitCode {
             },
             Err((exit, why)) => CellResult::NotStarted(exit, why),
         };
+        if terminal {
+            eprint!("\r\x1b[K");
+        }
         println!("{position} {label}: {}", one_line(&result));
         let _ = std::io::stdout().flush();
         results.push(result);
@@ -403,14 +410,26 @@ fn one_line(result: &CellResult) -> String {
             );
             if let Some(e) = &o.harness_error {
                 line.push_str(&format!(": {e}"));
-            } else if let Some(first) = o.explanation.lines().find(|l| !l.trim().is_empty()) {
-                line.push_str(&format!(": {}", first.trim()));
+            } else if !o.explanation.trim().is_empty() {
+                line.push_str(&format!(": {}", anomaly_summary(&o.explanation)));
             }
             line
         }
         CellResult::NotStarted(exit, why) => format!("error (exit {exit}): {why}"),
         CellResult::Skipped => "skipped (interrupted)".into(),
     }
+}
+
+/// The anomaly in one line: the first two lines of the checker's explanation (for
+/// linearizability: which operation cannot be placed, and the operation itself).
+fn anomaly_summary(explanation: &str) -> String {
+    explanation
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The table printed at the end: one row per run.
@@ -551,18 +570,11 @@ pub fn junit_xml(suite: &str, cells: &[Cell], results: &[CellResult], elapsed: D
                     body.push_str(&format!("report: {}\n", report.display()));
                 }
                 body.push_str(&format!("store: {}\nrerun: {}\n", o.dir.display(), o.rerun));
-                let first_lines: Vec<&str> = o
-                    .explanation
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .take(2)
-                    .map(str::trim)
-                    .collect();
                 let verdict = result.verdict();
                 let message = match &o.harness_error {
                     Some(e) => format!("harness error: {e}"),
-                    None if first_lines.is_empty() => verdict.to_string(),
-                    None => format!("{verdict}: {}", first_lines.join(" ")),
+                    None if o.explanation.trim().is_empty() => verdict.to_string(),
+                    None => format!("{verdict}: {}", anomaly_summary(&o.explanation)),
                 };
                 let message = match &o.report {
                     Some(report) => format!(
