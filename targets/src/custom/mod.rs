@@ -696,3 +696,121 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         client: Arc::new(CustomClient::new(db, Duration::from_millis(timeout_ms))),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example_test(addresses: &[(&str, &str)]) -> Test {
+        let mut test = Test::example("python-kv", "register", 5);
+        test.nodes = addresses.iter().map(|(n, _)| n.to_string()).collect();
+        test.addresses = addresses
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.to_string()))
+            .collect();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/python-kv/store.toml"
+        );
+        test.target_options
+            .insert("target_file".into(), Value::String(path.into()));
+        test
+    }
+
+    fn db(test: &Test) -> CustomDb {
+        let file = Arc::new(load(test).unwrap());
+        let vars = file.vars_with(&var_overrides(test).unwrap()).unwrap();
+        CustomDb::new(test, file, vars).unwrap()
+    }
+
+    /// Locally each node sees itself at its own peer port and every other node through its
+    /// own proxy link; on hosts, everyone at the host's address and the file's port.
+    #[test]
+    fn peers_go_through_the_proxy_locally_and_straight_to_hosts_remotely() {
+        let mut test = example_test(&[]);
+        test.target_options
+            .insert("vars".into(), serde_json::json!({"reads": "primary"}));
+        let local = db(&test);
+        assert_eq!(local.nodes(), ["n1", "n2", "n3"]);
+        let n1 = local.node_values("n1").unwrap();
+        let own_peer = n1["port.peer"].clone();
+        let peers: Vec<&str> = n1["peers"].split(',').collect();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[0], format!("1=127.0.0.1:{own_peer}"));
+        let proxy = local.proxy.as_ref().unwrap();
+        let via = proxy.listen_addr("n1", "n2").unwrap();
+        assert_eq!(peers[1], format!("2={via}"));
+        assert_ne!(
+            via.port().to_string(),
+            local.node_values("n2").unwrap()["port.peer"]
+        );
+        assert_eq!(n1["var.reads"], "primary");
+        assert!(n1["data_dir"].ends_with("/n1/data"), "{}", n1["data_dir"]);
+        // The start command is the file's, filled in, one argument per word.
+        let daemon = local.daemon("n2", "setup").unwrap();
+        assert_eq!(daemon.program, "python3");
+        assert!(daemon.args.windows(2).any(|w| w == ["--reads", "primary"]));
+        assert!(daemon
+            .args
+            .windows(2)
+            .any(|w| w[0] == "--id" && w[1] == "2"));
+        assert_eq!(
+            daemon.env,
+            [("PYTHONUNBUFFERED".to_string(), "1".to_string())]
+        );
+
+        let remote = db(&example_test(&[
+            ("n1", "10.88.0.11"),
+            ("n2", "10.88.0.12"),
+            ("n3", "10.88.0.13"),
+        ]));
+        assert!(remote.proxy.is_none() && remote.as_net().is_none());
+        let n2 = remote.node_values("n2").unwrap();
+        assert_eq!(
+            n2["peers"],
+            "1=10.88.0.11:8200,2=10.88.0.12:8200,3=10.88.0.13:8200"
+        );
+        assert_eq!(n2["address"], "10.88.0.12");
+        assert!(n2["dir"].starts_with("/tmp/faultline-target-file-"));
+        assert_eq!(remote.addr("n3", "client").unwrap(), "10.88.0.13:8100");
+        assert_eq!(
+            remote.log_files(
+                &test,
+                &Node {
+                    name: "n1".into(),
+                    remote: Arc::new(faultline_core::remote::NoopRemote::new("n1")),
+                }
+            ),
+            [PathBuf::from(format!(
+                "{}/store.log",
+                remote.node_dir("n1")
+            ))]
+        );
+    }
+
+    #[test]
+    fn options_are_checked_against_the_file() {
+        let mut test = example_test(&[]);
+        test.target_options
+            .insert("vars".into(), serde_json::json!({"colour": "red"}));
+        let Err(e) = target(&test) else {
+            panic!("an undeclared variable")
+        };
+        assert!(e.to_string().contains("not declared"), "{e}");
+        let mut test = example_test(&[]);
+        test.workload = "set".into();
+        assert!(matches!(
+            target(&test),
+            Err(TargetError::UnsupportedWorkload { .. })
+        ));
+        let mut test = example_test(&[]);
+        test.target_options.insert(
+            "target_file".into(),
+            Value::String("/nonexistent.toml".into()),
+        );
+        let Err(e) = target(&test) else {
+            panic!("a missing file")
+        };
+        assert!(e.to_string().contains("/nonexistent.toml"), "{e}");
+    }
+}
