@@ -19,6 +19,11 @@
 //! ([`SshRemote`]), their addresses are in `test.addresses`, and network faults are iptables
 //! rules on them ([`IptablesNet`]).
 //!
+//! The target is a built-in one (`--target`) or a store described by a TOML file
+//! (`--target-file`, with `--var` for its switches; `faultline_targets::custom`). A
+//! [`Session`] (the runtime, the log, Ctrl-C) runs one or more runs; `faultline test-all`
+//! shares one across every run of its matrix and gets each run's [`Outcome`].
+//!
 //! Exit status: 0 valid, 1 invalid, 2 unknown (also a valid run that was interrupted), 254 bad
 //! arguments, 255 a harness failure (after teardown, and after checking what was recorded).
 
@@ -263,14 +268,14 @@ pub struct Outcome {
 /// How a run shows itself: `faultline test` prints its summary; `test-all` keeps its own
 /// table and only prefixes the live progress line.
 #[derive(Debug, Clone, Default)]
-pub struct Display {
+pub struct RunOutput {
     /// Print nothing on stdout (the live line on a terminal's stderr stays).
     pub quiet: bool,
     /// Shown before the live progress line.
     pub progress_prefix: String,
 }
 
-impl Display {
+impl RunOutput {
     fn say(&self, line: std::fmt::Arguments<'_>) {
         if !self.quiet {
             println!("{line}");
@@ -318,19 +323,19 @@ impl Session {
     pub fn run_test(
         &self,
         args: TestArgs,
-        display: &Display,
+        output: &RunOutput,
     ) -> Result<Vec<Outcome>, (u8, String)> {
         let mut args = args;
         validate(&mut args).map_err(|e| (EXIT_BAD_INPUT, format!("{e:#}")))?;
         let seed = args.seed.unwrap_or_else(rand::random);
-        self.run_validated(&args, seed, display)
+        self.run_validated(&args, seed, output)
     }
 
     fn run_validated(
         &self,
         args: &TestArgs,
         seed: u64,
-        display: &Display,
+        output: &RunOutput,
     ) -> Result<Vec<Outcome>, (u8, String)> {
         // The lab lives as long as this function: dropping the lease takes down a lab brought
         // up for these runs, after every run, on errors and on panics alike.
@@ -360,13 +365,13 @@ impl Session {
                 derive_seed(seed, &format!("run-{run_index}"))
             };
             if args.test_count > 1 {
-                display.say(format_args!(
+                output.say(format_args!(
                     "run {} of {} (seed {run_seed})",
                     run_index + 1,
                     args.test_count
                 ));
             }
-            let outcome = run_one(self, args, &cluster, run_seed, display).unwrap_or_else(|e| {
+            let outcome = run_one(self, args, &cluster, run_seed, output).unwrap_or_else(|e| {
                 eprintln!("faultline test: {e:#}");
                 tracing::error!("{e:#}");
                 Outcome {
@@ -412,7 +417,7 @@ pub fn run(args: TestArgs) -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
-    let exit = match session.run_validated(&args, seed, &Display::default()) {
+    let exit = match session.run_validated(&args, seed, &RunOutput::default()) {
         Ok(outcomes) => outcomes.last().map_or(0, |o| o.exit),
         Err((exit, why)) => {
             eprintln!("faultline test: {why}");
@@ -697,7 +702,7 @@ fn run_one(
     args: &TestArgs,
     cluster: &Cluster,
     seed: u64,
-    display: &Display,
+    output: &RunOutput,
 ) -> anyhow::Result<Outcome> {
     let Session {
         runtime,
@@ -753,7 +758,7 @@ fn run_one(
             tracing::warn!("copying {} into the run: {e}", file.display());
         }
     }
-    display.say(format_args!(
+    output.say(format_args!(
         "{}: {} workers, {} s, {}, seed {seed}",
         test.name,
         test.concurrency,
@@ -763,7 +768,7 @@ fn run_one(
             None => "no rate limit".to_string(),
         }
     ));
-    display.say(format_args!("store: {}", dir.display()));
+    output.say(format_args!("store: {}", dir.display()));
 
     let history_path = dir.join("history.jsonl");
     let history = HistoryWriter::create(&history_path).context("creating history.jsonl")?;
@@ -840,7 +845,7 @@ fn run_one(
                 counters.clone(),
                 clock,
                 current_fault,
-                display.progress_prefix.clone(),
+                output.progress_prefix.clone(),
             ));
             // A bound on the whole run even if a generator never ends.
             let watchdog_limit =
@@ -869,7 +874,7 @@ fn run_one(
             progress.abort();
             let _ = progress.await;
             if std::io::stderr().is_terminal() {
-                if display.quiet {
+                if output.quiet {
                     // test-all redraws its own line over this one.
                     eprint!("\r\x1b[K");
                 } else {
@@ -981,7 +986,7 @@ fn run_one(
             }
         );
         tracing::info!("{line} ({rate:.0} ok/s)");
-        display.say(format_args!("{line}"));
+        output.say(format_args!("{line}"));
     }
     let explanation: String = checked
         .explanation
@@ -990,7 +995,7 @@ fn run_one(
         .map(|line| format!("{line}\n"))
         .collect();
     for line in explanation.lines() {
-        display.say(format_args!("  {line}"));
+        output.say(format_args!("  {line}"));
     }
     let verdict = match checked.valid {
         Validity::Valid => "valid",
@@ -1009,20 +1014,20 @@ fn run_one(
     } else {
         format!(" ({})", notes.join("; "))
     };
-    display.say(format_args!(
+    output.say(format_args!(
         "verdict: {verdict}{notes} [{}]",
         checked.checker
     ));
     tracing::info!("verdict: {verdict}{notes}");
     let rerun = rerun_command(args, seed);
-    display.say(format_args!("rerun: {rerun}"));
+    output.say(format_args!("rerun: {rerun}"));
     tracing::info!("rerun: {rerun}");
     set_log_file(None);
     // The report reads faultline.log, so it comes after the log is closed. A report that
     // cannot be written is a warning: the verdict and the files it is made from stand.
     let report = match faultline_reports::write_report(&dir) {
         Ok(path) => {
-            display.say(format_args!("report: {}", path.display()));
+            output.say(format_args!("report: {}", path.display()));
             Some(path)
         }
         Err(e) => {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use faultline_checker::Validity;
 use faultline_core::test::derive_seed;
 
-use crate::test::{check_args, Display, Outcome, Session, TestArgs};
+use crate::test::{check_args, Outcome, RunOutput, Session, TestArgs};
 use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 /// The most runs one matrix may ask for.
@@ -343,7 +343,7 @@ pub fn run(args: TestAllArgs) -> ExitCode {
         }
         let position = format!("[{}/{total}]", i + 1);
         let label = format!("{} {}", cell.target, cell.case_name());
-        let display = Display {
+        let output = RunOutput {
             quiet: true,
             progress_prefix: format!("{position} {label} "),
         };
@@ -354,7 +354,7 @@ pub fn run(args: TestAllArgs) -> ExitCode {
         } else {
             eprintln!("{position} {label}: running");
         }
-        let result = match session.run_test(test_args, &display) {
+        let result = match session.run_test(test_args, &output) {
             Ok(mut outcomes) => match outcomes.pop() {
                 Some(outcome) => CellResult::Ran(outcome),
                 None => CellResult::Skipped,
