@@ -73,7 +73,7 @@ fn store(name: &str) -> PathBuf {
 
 /// Runs the example on lab `name` of 3 hosts, brought up for the run; returns the run's
 /// output and store.
-fn lab_run(name: &str, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+fn lab_run(name: &str, reads: &str, nemesis: &str, seconds: &str) -> (Output, PathBuf) {
     let store = store(name);
     let out = faultline(&[
         "test",
@@ -87,10 +87,11 @@ fn lab_run(name: &str, reads: &str, nemesis: &str) -> (Output, PathBuf) {
         name,
         "--nemesis",
         nemesis,
+        // One worker per node: each is a Python program, and they all start at once.
         "--concurrency",
-        "6",
+        "3",
         "--time-limit",
-        "6",
+        seconds,
         "--rate",
         "100",
         "--seed",
@@ -141,7 +142,7 @@ fn the_python_stores_flaw_is_found_in_the_lab() {
     }
     let name = lab_name('f');
     let _guard = Down(name.clone());
-    let (out, store) = lab_run(&name, "backup", "partition");
+    let (out, store) = lab_run(&name, "backup", "partition", "10");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("verdict: INVALID"));
     assert_lab_run(&store, &name, &out);
@@ -155,7 +156,7 @@ fn the_fixed_python_store_passes_in_the_lab() {
     }
     let name = lab_name('p');
     let _guard = Down(name.clone());
-    let (out, store) = lab_run(&name, "primary", "partition,kill");
+    let (out, store) = lab_run(&name, "primary", "partition,kill", "6");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("verdict: valid"));
     assert_lab_run(&store, &name, &out);
