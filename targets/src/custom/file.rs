@@ -531,7 +531,9 @@ impl TargetFile {
         let start_command = command(&raw.start.command, "start.command")?;
         let mut env = Vec::new();
         for (key, value) in &raw.start.env {
-            if !valid_identifier(key) && !key.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            let name_ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name_ok {
                 return Err(format!(
                     "start.env: {key:?} is not an environment variable name"
                 ));
@@ -772,7 +774,7 @@ command = ["client", "{address}:{port.client}"]
 
     #[test]
     fn mistakes_are_named() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 10] = [
             ("name = \"x\"\n[start]\ncommand = [\"a\"]\n[client]\ncommand = [\"c\"]\ncolour = 1", "colour"),
             ("name = \"a b\"\n[start]\ncommand = [\"a\"]\n[client]\ncommand = [\"c\"]", "name"),
             ("name = \"x\"\n[start]\ncommand = [\"a\", \"{port.nope}\"]\n[client]\ncommand = [\"c\"]", "{port.nope}"),
@@ -781,6 +783,7 @@ command = ["client", "{address}:{port.client}"]
             ("name = \"x\"\n[start]\ncommand = []\n[client]\ncommand = [\"c\"]", "empty command"),
             ("name = \"x\"\n[start]\ncommand = [\"a\"]\n[client]\ntimeout_ms = 5", "client: a command"),
             ("name = \"x\"\npeer_port = \"p\"\n[start]\ncommand = [\"a\"]\n[client]\ncommand = [\"c\"]", "peer_port"),
+            ("name = \"x\"\n[start]\ncommand = [\"a\"]\nenv = { \"A=B\" = \"1\" }\n[client]\ncommand = [\"c\"]", "environment variable"),
             ("name = \"x\"\n[[upload]]\nfrom = \"missing.py\"\nto = \"{dir}/m.py\"\n[start]\ncommand = [\"a\"]\n[client]\ncommand = [\"c\"]", "no such file"),
         ];
         for (text, expected) in cases {
