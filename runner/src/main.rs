@@ -1,7 +1,7 @@
 //! The `faultline` command.
 //!
 //! `faultline check` checks history files offline (`CONTRACTS.md` §2); `faultline test` runs a
-//! test (§3); `faultline lab` builds and removes network-namespace hosts (`docs/lab.md`). Exit
+//! test (§3); `faultline test-all` runs a matrix of tests (§4); `faultline lab` builds and removes network-namespace hosts (`docs/lab.md`). Exit
 //! codes follow Jepsen: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unreadable input,
 //! 255 internal error.
 
@@ -11,6 +11,7 @@ mod raftkv_server;
 mod report;
 mod serve;
 mod test;
+mod test_all;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,7 +38,9 @@ enum Command {
     /// Check history files offline (JSON Lines, Jepsen/Knossos/Elle EDN, Porcupine logs).
     Check(check::CheckArgs),
     /// Run a test: set up a target, record a history under a workload, check it, store it.
-    Test(test::TestArgs),
+    Test(Box<test::TestArgs>),
+    /// Run a matrix of tests (targets x workloads x nemeses x repetitions); JUnit XML for CI.
+    TestAll(test_all::TestAllArgs),
     /// Network-namespace hosts with sshd on this machine (root): up, down, status.
     Lab(lab::LabArgs),
     /// Rebuild the HTML report of stored runs (`store/<test>/<timestamp>`).
@@ -64,7 +67,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
-        Command::Test(args) => test::run(args),
+        Command::Test(args) => test::run(*args),
+        Command::TestAll(args) => test_all::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),

@@ -19,6 +19,11 @@
 //! ([`SshRemote`]), their addresses are in `test.addresses`, and network faults are iptables
 //! rules on them ([`IptablesNet`]).
 //!
+//! The target is a built-in one (`--target`) or a store described by a TOML file
+//! (`--target-file`, with `--var` for its switches; `faultline_targets::custom`). A
+//! [`Session`] (the runtime, the log, Ctrl-C) runs one or more runs; `faultline test-all`
+//! shares one across every run of its matrix and gets each run's [`Outcome`].
+//!
 //! Exit status: 0 valid, 1 invalid, 2 unknown (also a valid run that was interrupted), 254 bad
 //! arguments, 255 a harness failure (after teardown, and after checking what was recorded).
 
@@ -41,7 +46,7 @@ use faultline_core::test::derive_seed;
 use faultline_core::{Limits, Nemesis as _, Net, Node, Remote, Test};
 use faultline_targets::iptables::IptablesNet;
 use faultline_targets::local::LocalRemote;
-use faultline_targets::ssh::{SshConfig, SshRemote};
+use faultline_targets::ssh::{shell_quote, SshConfig, SshRemote};
 use faultline_workloads::clock::MonotonicClock;
 use faultline_workloads::interpreter::{Counters, Interpreter, Recorded, Stop};
 use faultline_workloads::Checked;
@@ -60,6 +65,15 @@ pub struct TestArgs {
     /// processes) and memory are available today.
     #[arg(long, default_value = "raftkv")]
     target: String,
+
+    /// A store described in a TOML file (docs/byo-store.md): its nodes' commands, readiness,
+    /// logs and a client program speaking JSON Lines (or HTTP templates). Instead of --target.
+    #[arg(long, conflicts_with = "target")]
+    target_file: Option<PathBuf>,
+
+    /// --target-file: set one of the file's [vars] (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "target_file")]
+    vars: Vec<String>,
 
     /// The workload: register, set.
     #[arg(long, default_value = "register")]
@@ -230,13 +244,164 @@ fn provisional_lab_cluster(count: usize) -> Cluster {
 type CurrentFault = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// What one run ended with.
-struct Outcome {
-    exit: u8,
-    validity: Option<Validity>,
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The exit status this run alone would have.
+    pub exit: u8,
+    /// The checker's verdict; `None` when nothing could be checked.
+    pub validity: Option<Validity>,
+    pub seed: u64,
+    /// `store/<test-name>/<timestamp>`.
+    pub dir: PathBuf,
+    /// What the checker found (empty when valid), for a person.
+    pub explanation: String,
+    /// The harness error that stopped the run, if any.
+    pub harness_error: Option<String>,
+    /// The run's `report.html`, when it could be written.
+    pub report: Option<PathBuf>,
+    /// The command that reruns this run.
+    pub rerun: String,
+    /// From the run's start to its report.
+    pub elapsed: Duration,
+}
+
+/// How a run shows itself: `faultline test` prints its summary; `test-all` keeps its own
+/// table and only prefixes the live progress line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// Print nothing on stdout (the live line on a terminal's stderr stays).
+    pub quiet: bool,
+    /// Shown before the live progress line.
+    pub progress_prefix: String,
+}
+
+impl RunOutput {
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+}
+
+/// The process-wide part of `faultline test`, shared by every run of one invocation (and by
+/// every run of `faultline test-all`): the log, the async runtime, and Ctrl-C.
+pub struct Session {
+    runtime: tokio::runtime::Runtime,
+    interrupted: Arc<AtomicBool>,
+    stop_slot: Arc<Mutex<Option<Stop>>>,
+    argv: Vec<String>,
+}
+
+impl Session {
+    /// Installs the log, starts the runtime and the Ctrl-C watcher.
+    pub fn start() -> Result<Session, String> {
+        install_log();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("faultline-test")
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let stop_slot: Arc<Mutex<Option<Stop>>> = Arc::default();
+        runtime.spawn(watch_ctrl_c(interrupted.clone(), stop_slot.clone()));
+        Ok(Session {
+            runtime,
+            interrupted,
+            stop_slot,
+            argv: std::env::args().collect(),
+        })
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Checks `args` as `faultline test` does and runs them (`--test-count` times, stopping at
+    /// the first run that is not valid). `Err` is a run that could not start: the exit status
+    /// (254 bad arguments, 255 a lab that could not come up) and why.
+    pub fn run_test(
+        &self,
+        args: TestArgs,
+        output: &RunOutput,
+    ) -> Result<Vec<Outcome>, (u8, String)> {
+        let mut args = args;
+        validate(&mut args).map_err(|e| (EXIT_BAD_INPUT, format!("{e:#}")))?;
+        let seed = args.seed.unwrap_or_else(rand::random);
+        self.run_validated(&args, seed, output)
+    }
+
+    fn run_validated(
+        &self,
+        args: &TestArgs,
+        seed: u64,
+        output: &RunOutput,
+    ) -> Result<Vec<Outcome>, (u8, String)> {
+        // The lab lives as long as this function: dropping the lease takes down a lab brought
+        // up for these runs, after every run, on errors and on panics alike.
+        let mut _lease = None;
+        let cluster = if let Some(count) = args.lab {
+            let name = args.lab_name.as_deref().unwrap_or(lab::DEFAULT_NAME);
+            let lease = lab::acquire(name, count).map_err(|e| (e.exit_code(), e.to_string()))?;
+            if lease.temporary() {
+                eprintln!("faultline test: brought up lab {name} for this run");
+            }
+            let cluster = lab_cluster(&lease.state, count);
+            _lease = Some(lease);
+            cluster
+        } else if !args.hosts.is_empty() {
+            hosts_cluster(args).map_err(|e| (EXIT_BAD_INPUT, format!("{e:#}")))?
+        } else {
+            Cluster::default()
+        };
+        let mut outcomes = Vec::new();
+        for run_index in 0..args.test_count {
+            if self.interrupted() {
+                break;
+            }
+            let run_seed = if run_index == 0 {
+                seed
+            } else {
+                derive_seed(seed, &format!("run-{run_index}"))
+            };
+            if args.test_count > 1 {
+                output.say(format_args!(
+                    "run {} of {} (seed {run_seed})",
+                    run_index + 1,
+                    args.test_count
+                ));
+            }
+            let outcome = run_one(self, args, &cluster, run_seed, output).unwrap_or_else(|e| {
+                eprintln!("faultline test: {e:#}");
+                tracing::error!("{e:#}");
+                Outcome {
+                    exit: EXIT_INTERNAL,
+                    validity: None,
+                    seed: run_seed,
+                    dir: PathBuf::new(),
+                    explanation: String::new(),
+                    harness_error: Some(format!("{e:#}")),
+                    report: None,
+                    rerun: rerun_command(args, run_seed),
+                    elapsed: Duration::ZERO,
+                }
+            });
+            let stop = outcome.validity != Some(Validity::Valid) || outcome.exit != 0;
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Lets go of the runtime: workers that were abandoned must not keep the process alive.
+    pub fn finish(self) {
+        self.runtime.shutdown_timeout(Duration::from_millis(100));
+    }
 }
 
 pub fn run(args: TestArgs) -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
     let mut args = args;
     if let Err(e) = validate(&mut args) {
         eprintln!("faultline test: {e:#}");
@@ -245,95 +410,28 @@ pub fn run(args: TestArgs) -> ExitCode {
     let seed = args.seed.unwrap_or_else(rand::random);
     // The seed first, before anything can fail, so every run can be reproduced.
     eprintln!("faultline test: seed {seed}");
-    install_log();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("faultline-test")
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let session = match Session::start() {
+        Ok(session) => session,
         Err(e) => {
-            eprintln!("faultline test: cannot start the async runtime: {e}");
+            eprintln!("faultline test: {e}");
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let stop_slot: Arc<Mutex<Option<Stop>>> = Arc::default();
-    runtime.spawn(watch_ctrl_c(interrupted.clone(), stop_slot.clone()));
-    // After the Ctrl-C watcher, so an interrupt while a lab comes up is handled. The lab lives
-    // as long as this function: dropping the lease takes down a lab brought up for this run,
-    // after every run, on errors and on panics alike.
-    let mut _lease = None;
-    let cluster = if let Some(count) = args.lab {
-        let name = args.lab_name.as_deref().unwrap_or(lab::DEFAULT_NAME);
-        let lease = match lab::acquire(name, count) {
-            Ok(lease) => lease,
-            Err(e) => {
-                eprintln!("faultline test: {e}");
-                return ExitCode::from(e.exit_code());
-            }
-        };
-        if lease.temporary() {
-            eprintln!("faultline test: brought up lab {name} for this run");
+    let exit = match session.run_validated(&args, seed, &RunOutput::default()) {
+        Ok(outcomes) => outcomes.last().map_or(0, |o| o.exit),
+        Err((exit, why)) => {
+            eprintln!("faultline test: {why}");
+            exit
         }
-        let cluster = lab_cluster(&lease.state, count);
-        _lease = Some(lease);
-        cluster
-    } else if !args.hosts.is_empty() {
-        match hosts_cluster(&args) {
-            Ok(cluster) => cluster,
-            Err(e) => {
-                eprintln!("faultline test: {e:#}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        }
-    } else {
-        Cluster::default()
     };
-    let mut exit = 0;
-    for run_index in 0..args.test_count {
-        if interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        let run_seed = if run_index == 0 {
-            seed
-        } else {
-            derive_seed(seed, &format!("run-{run_index}"))
-        };
-        if args.test_count > 1 {
-            println!(
-                "run {} of {} (seed {run_seed})",
-                run_index + 1,
-                args.test_count
-            );
-        }
-        let outcome = match run_one(
-            &runtime,
-            &args,
-            &cluster,
-            run_seed,
-            &argv,
-            &interrupted,
-            &stop_slot,
-        ) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                eprintln!("faultline test: {e:#}");
-                tracing::error!("{e:#}");
-                Outcome {
-                    exit: EXIT_INTERNAL,
-                    validity: None,
-                }
-            }
-        };
-        exit = outcome.exit;
-        if outcome.validity != Some(Validity::Valid) || exit != 0 {
-            break;
-        }
-    }
-    // Workers that were abandoned must not keep the process alive.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    session.finish();
     ExitCode::from(exit)
+}
+
+/// Checks `args` as `faultline test` would before running them (a bad name, a fault the
+/// target cannot take, a malformed target file), without running anything.
+pub fn check_args(args: &TestArgs) -> anyhow::Result<()> {
+    validate(&mut args.clone())
 }
 
 /// Checks arguments that clap cannot, and fills in target-dependent defaults.
@@ -356,6 +454,20 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
     }
     args.bugs.retain(|b| !b.trim().is_empty());
     args.hosts.retain(|h| !h.trim().is_empty());
+    let mut file_nemesis = None;
+    if let Some(path) = &args.target_file {
+        let file = faultline_targets::custom::file::TargetFile::load(path)
+            .map_err(|e| anyhow::anyhow!("--target-file {e}"))?;
+        var_overrides(&args.vars)?;
+        // The store's own name is the test's target (and names its directory in the store).
+        args.target = file.name;
+        file_nemesis = file.nemesis;
+    }
+    if args.nemesis.is_empty() {
+        if let Some(nemesis) = file_nemesis {
+            args.nemesis = nemesis;
+        }
+    }
     if args.nemesis.is_empty() {
         args.nemesis = match args.target.as_str() {
             "memory" => vec!["none".into()],
@@ -430,6 +542,33 @@ fn validate_placement(args: &TestArgs) -> anyhow::Result<Cluster> {
     Ok(Cluster::default())
 }
 
+/// `--var NAME=VALUE` flags as a map; a flag without `=` or a name given twice is an error.
+fn var_overrides(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for var in vars {
+        let Some((name, value)) = var.split_once('=') else {
+            bail!("--var {var:?}: expected NAME=VALUE");
+        };
+        if map.insert(name.to_string(), value.to_string()).is_some() {
+            bail!("--var {name} is given twice");
+        }
+    }
+    Ok(map)
+}
+
+/// A test-name part from a variable's name or value: letters, digits, `_` and `-` only.
+fn name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The test configuration for one run.
 fn test_config(
     args: &TestArgs,
@@ -444,6 +583,18 @@ fn test_config(
         name.push_str(bug);
     }
     let mut target_options = BTreeMap::new();
+    if let Some(path) = &args.target_file {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        target_options.insert("target_file".to_string(), json!(path.to_string_lossy()));
+        // Checked by `validate`; a run never starts with a malformed one.
+        let vars = var_overrides(&args.vars).unwrap_or_default();
+        for (var, value) in &vars {
+            name.push_str(&format!("-{}-{}", name_part(var), name_part(value)));
+        }
+        if !vars.is_empty() {
+            target_options.insert("vars".to_string(), json!(vars));
+        }
+    }
     if let Some(latency) = args.latency_ms {
         target_options.insert("latency_ms".to_string(), json!(latency));
     }
@@ -484,10 +635,13 @@ fn test_config(
 
 /// The command that reruns this run.
 fn rerun_command(args: &TestArgs, seed: u64) -> String {
+    let target = match &args.target_file {
+        Some(path) => format!("--target-file {}", shell_quote(&path.to_string_lossy())),
+        None => format!("--target {}", args.target),
+    };
     let mut cmd = format!(
-        "faultline test --target {} --workload {} --nemesis {} --time-limit {} --concurrency {} \
+        "faultline test {target} --workload {} --nemesis {} --time-limit {} --concurrency {} \
          --rate {}",
-        args.target,
         args.workload,
         args.nemesis.join(","),
         args.time_limit,
@@ -496,6 +650,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     );
     if !args.bugs.is_empty() {
         cmd.push_str(&format!(" --bug {}", args.bugs.join(",")));
+    }
+    for var in &args.vars {
+        cmd.push_str(&format!(" --var {}", shell_quote(var)));
     }
     if let Some(latency) = args.latency_ms {
         cmd.push_str(&format!(" --latency-ms {latency}"));
@@ -541,14 +698,19 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
 }
 
 fn run_one(
-    runtime: &tokio::runtime::Runtime,
+    session: &Session,
     args: &TestArgs,
     cluster: &Cluster,
     seed: u64,
-    argv: &[String],
-    interrupted: &Arc<AtomicBool>,
-    stop_slot: &Arc<Mutex<Option<Stop>>>,
+    output: &RunOutput,
 ) -> anyhow::Result<Outcome> {
+    let Session {
+        runtime,
+        interrupted,
+        stop_slot,
+        argv,
+    } = session;
+    let started = std::time::Instant::now();
     let start_time = utc_timestamp(SystemTime::now());
     let mut test = test_config(args, cluster, seed, &start_time, argv);
     let dir = create_run_dir(&args.store, &test.name, &start_time)?;
@@ -590,7 +752,13 @@ fn run_one(
     )
     .context("writing test.json")?;
     update_latest(&args.store, &dir).context("updating store/latest")?;
-    println!(
+    if let Some(file) = &args.target_file {
+        // The file as it was for this run: it may change before the run is looked at again.
+        if let Err(e) = std::fs::copy(file, dir.join("target.toml")) {
+            tracing::warn!("copying {} into the run: {e}", file.display());
+        }
+    }
+    output.say(format_args!(
         "{}: {} workers, {} s, {}, seed {seed}",
         test.name,
         test.concurrency,
@@ -599,8 +767,8 @@ fn run_one(
             Some(rate) => format!("{rate} ops/s"),
             None => "no rate limit".to_string(),
         }
-    );
-    println!("store: {}", dir.display());
+    ));
+    output.say(format_args!("store: {}", dir.display()));
 
     let history_path = dir.join("history.jsonl");
     let history = HistoryWriter::create(&history_path).context("creating history.jsonl")?;
@@ -673,7 +841,12 @@ fn run_one(
             let current = nemesis.current();
             let current_fault: CurrentFault =
                 Arc::new(move || current.lock().expect("current fault").clone());
-            let progress = tokio::spawn(show_progress(counters.clone(), clock, current_fault));
+            let progress = tokio::spawn(show_progress(
+                counters.clone(),
+                clock,
+                current_fault,
+                output.progress_prefix.clone(),
+            ));
             // A bound on the whole run even if a generator never ends.
             let watchdog_limit =
                 Duration::from_millis(test.time_limit_ms + 2 * test.limits.op_timeout_ms + 10_000);
@@ -701,7 +874,12 @@ fn run_one(
             progress.abort();
             let _ = progress.await;
             if std::io::stderr().is_terminal() {
-                eprintln!();
+                if output.quiet {
+                    // test-all redraws its own line over this one.
+                    eprint!("\r\x1b[K");
+                } else {
+                    eprintln!();
+                }
             }
             if let Some(e) = &done.error {
                 tracing::error!("{e}");
@@ -808,12 +986,16 @@ fn run_one(
             }
         );
         tracing::info!("{line} ({rate:.0} ok/s)");
-        println!("{line}");
+        output.say(format_args!("{line}"));
     }
-    if !checked.explanation.trim().is_empty() {
-        for line in checked.explanation.lines().take(60) {
-            println!("  {line}");
-        }
+    let explanation: String = checked
+        .explanation
+        .lines()
+        .take(60)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    for line in explanation.lines() {
+        output.say(format_args!("  {line}"));
     }
     let verdict = match checked.valid {
         Validity::Valid => "valid",
@@ -832,21 +1014,37 @@ fn run_one(
     } else {
         format!(" ({})", notes.join("; "))
     };
-    println!("verdict: {verdict}{notes} [{}]", checked.checker);
+    output.say(format_args!(
+        "verdict: {verdict}{notes} [{}]",
+        checked.checker
+    ));
     tracing::info!("verdict: {verdict}{notes}");
     let rerun = rerun_command(args, seed);
-    println!("rerun: {rerun}");
+    output.say(format_args!("rerun: {rerun}"));
     tracing::info!("rerun: {rerun}");
     set_log_file(None);
     // The report reads faultline.log, so it comes after the log is closed. A report that
     // cannot be written is a warning: the verdict and the files it is made from stand.
-    match faultline_reports::write_report(&dir) {
-        Ok(path) => println!("report: {}", path.display()),
-        Err(e) => eprintln!("faultline test: no report: {e}"),
-    }
+    let report = match faultline_reports::write_report(&dir) {
+        Ok(path) => {
+            output.say(format_args!("report: {}", path.display()));
+            Some(path)
+        }
+        Err(e) => {
+            eprintln!("faultline test: no report: {e}");
+            None
+        }
+    };
     Ok(Outcome {
         exit,
         validity: Some(checked.valid),
+        seed,
+        dir,
+        explanation,
+        harness_error,
+        report,
+        rerun,
+        elapsed: started.elapsed(),
     })
 }
 
@@ -1005,6 +1203,7 @@ async fn show_progress(
     counters: Arc<Counters>,
     clock: MonotonicClock,
     current_fault: CurrentFault,
+    prefix: String,
 ) {
     use faultline_workloads::clock::Clock;
     if !std::io::stderr().is_terminal() {
@@ -1030,7 +1229,7 @@ async fn show_progress(
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r[{:>7.1} s] {:>8.0} ops/s  ok {}  fail {}  info {}{fault}\x1b[K",
+            "\r{prefix}[{:>7.1} s] {:>8.0} ops/s  ok {}  fail {}  info {}{fault}\x1b[K",
             now as f64 / 1e9,
             rate,
             counters.ok.load(Ordering::Relaxed),

@@ -7,7 +7,9 @@
 //!   tests of the harness;
 //! - [`raftkv`]: faultline's own Raft store as local processes, with [`local::LocalRemote`];
 //! - [`etcd`]: Debian's etcd 3.4, one member per node, through its JSON gateway;
-//! - [`zookeeper`]: Debian's ZooKeeper 3.8 (a JVM per node), through `zookeeper-client`.
+//! - [`zookeeper`]: Debian's ZooKeeper 3.8 (a JVM per node), through `zookeeper-client`;
+//! - [`custom`]: a store described by a TOML file (`--target-file`), in any language, with a
+//!   client program speaking JSON Lines or HTTP request templates.
 //!
 //! etcd and ZooKeeper run through any [`faultline_core::Remote`] ([`daemon`] starts and
 //! signals them), on loopback ports or on the lab's / VMs' addresses ([`cluster`] holds that
@@ -29,6 +31,7 @@
 //! rather than another trait; the seams it is made of are the traits.
 
 pub mod cluster;
+pub mod custom;
 pub mod daemon;
 pub mod etcd;
 pub mod http;
@@ -86,8 +89,12 @@ pub enum TargetError {
     },
 }
 
-/// The target `test.target` names, configured from `test.bugs` and `test.target_options`.
+/// The target `test.target` names, configured from `test.bugs` and `test.target_options`;
+/// with option `target_file`, the store that file describes (`test.target` is then its name).
 pub fn build(test: &Test) -> Result<Target, TargetError> {
+    if test.target_options.contains_key("target_file") {
+        return custom::target(test);
+    }
     match test.target.as_str() {
         "memory" => memory::target(test),
         "raftkv" => raftkv::target(test),
