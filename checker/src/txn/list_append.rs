@@ -448,7 +448,7 @@ fn analyze_key(
         .appends
         .iter()
         .filter(|(v, &(t, _))| {
-            infer_unread && status(t) == Status::Ok && !data.observed.contains(v)
+            infer_unread && status(t) != Status::Fail && !data.observed.contains(v)
         })
         .map(|(&v, &(t, _))| (t, v))
         .collect();
