@@ -5,6 +5,7 @@
 //! error.
 
 mod check;
+mod check_txn;
 mod raftkv_server;
 mod test;
 

@@ -91,10 +91,11 @@ pub enum DataModel {
 }
 
 impl DataModel {
-    pub const ALL: [DataModel; 3] = [
+    pub const ALL: [DataModel; 4] = [
         DataModel::ListAppend,
         DataModel::RwRegister,
         DataModel::Bank,
+        DataModel::Register,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,7 +116,7 @@ impl FromStr for DataModel {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("{s:?} is not a transactional model (list-append, rw-register, bank)")
+                format!("{s:?} is not a model of this checker (list-append, rw-register, bank, register)")
             })
     }
 }
