@@ -104,6 +104,10 @@ struct Read {
     source: u32,
 }
 
+/// One session's writers of a key: the session, and each writer's (position, transaction) in
+/// session order.
+type SessionWriters = (u32, Vec<(u32, u32)>);
+
 /// Why one transaction must commit before another in the saturated order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
@@ -132,8 +136,9 @@ struct Engine<'a> {
     sources: Vec<Vec<u32>>,
     /// Keys each transaction writes (or appends to).
     writes: Vec<Vec<u32>>,
-    /// Per (key, session): positions and transactions of writers, in session order.
-    writers: FxHashMap<(u32, u32), Vec<(u32, u32)>>,
+    /// Per key: each session that writes it (ascending), with the positions and transactions
+    /// of its writers, in session order.
+    writers: Vec<Vec<SessionWriters>>,
     /// List-append: the transaction that appended each (key, value).
     appender: FxHashMap<(u32, u32), u32>,
     /// Happens-before as vector clocks: `clock[t * sessions + s]` is the last position of
@@ -266,6 +271,14 @@ fn engine(history: &TxnHistory, data: DataModel) -> Engine<'_> {
         sources[t].retain(|&s| history.txns[s as usize].status.may_have_committed());
         sources[t].sort_unstable();
     }
+    let mut by_key: Vec<Vec<SessionWriters>> = vec![Vec::new(); history.keys.len()];
+    for ((key, session), list) in writers {
+        by_key[key as usize].push((session, list));
+    }
+    for sessions in &mut by_key {
+        sessions.sort_unstable_by_key(|(s, _)| *s);
+    }
+    let writers = by_key;
     Engine {
         history,
         lists,
@@ -469,7 +482,7 @@ pub(crate) fn check_transactions(
     if sessions_wanted.iter().any(|m| implied.contains(m)) {
         levels.push(Level::Causal);
     }
-    let observations = Observations::new(&engine);
+    let observations = LazyObservations::default();
     let mut anomalies = Vec::new();
     for &level in &levels {
         anomalies.extend(saturate(&engine, level, &observations, false));
@@ -483,6 +496,19 @@ pub(crate) fn check_transactions(
         }
     }
     Ok(anomalies)
+}
+
+/// [`Observations`], computed when the first violation needs naming: they take two vector
+/// clocks' worth of memory, which a valid history never needs.
+#[derive(Default)]
+struct LazyObservations {
+    cell: std::cell::OnceCell<Observations>,
+}
+
+impl LazyObservations {
+    fn get(&self, engine: &Engine) -> &Observations {
+        self.cell.get_or_init(|| Observations::new(engine))
+    }
 }
 
 /// Per-session direct observations, for naming session-guarantee violations.
@@ -568,36 +594,34 @@ impl Observations {
 /// orders the rest), but lists check every one.
 fn visible_writers(engine: &Engine, level: Level, t: u32, read: &Read) -> Vec<u32> {
     let mut out = Vec::new();
+    let own = engine.session_of[t as usize];
+    // Writers at positions up to `limit` of one session: all of them for lists, the latest
+    // for registers.
+    let take = |list: &[(u32, u32)], limit: u32, out: &mut Vec<u32>| {
+        let end = list.partition_point(|&(p, _)| p <= limit);
+        if engine.lists {
+            out.extend(list[..end].iter().map(|&(_, w)| w));
+        } else if end > 0 {
+            out.push(list[end - 1].1);
+        }
+    };
+    let sessions = &engine.writers[read.key as usize];
     match level {
         Level::Causal => {
             let width = engine.width();
-            for s in 0..width as u32 {
-                let Some(list) = engine.writers.get(&(read.key, s)) else {
-                    continue;
-                };
-                let mut limit = engine.clock[t as usize * width + s as usize];
-                if s == engine.session_of[t as usize] {
+            let clock = &engine.clock[t as usize * width..(t as usize + 1) * width];
+            for (s, list) in sessions {
+                let mut limit = clock[*s as usize];
+                if *s == own {
                     // Not the reader itself.
                     limit = limit.min(engine.position[t as usize] - 1);
                 }
-                let end = list.partition_point(|&(p, _)| p <= limit);
-                if engine.lists {
-                    out.extend(list[..end].iter().map(|&(_, w)| w));
-                } else if end > 0 {
-                    out.push(list[end - 1].1);
-                }
+                take(list, limit, &mut out);
             }
         }
         Level::ReadAtomic => {
-            let s = engine.session_of[t as usize];
-            if let Some(list) = engine.writers.get(&(read.key, s)) {
-                let limit = engine.position[t as usize] - 1;
-                let end = list.partition_point(|&(p, _)| p <= limit);
-                if engine.lists {
-                    out.extend(list[..end].iter().map(|&(_, w)| w));
-                } else if end > 0 {
-                    out.push(list[end - 1].1);
-                }
+            if let Ok(i) = sessions.binary_search_by_key(&own, |(s, _)| *s) {
+                take(&sessions[i].1, engine.position[t as usize] - 1, &mut out);
             }
             for &source in &engine.sources[t as usize] {
                 if engine.writes[source as usize].contains(&read.key) {
@@ -640,7 +664,7 @@ fn visible_writers(engine: &Engine, level: Level, t: u32, read: &Read) -> Vec<u3
 fn saturate(
     engine: &Engine,
     level: Level,
-    observations: &Observations,
+    observations: &LazyObservations,
     named_only: bool,
 ) -> Vec<Anomaly> {
     let history = engine.history;
@@ -778,7 +802,7 @@ fn version_order_edges(engine: &Engine) -> Vec<(u32, u32, Why)> {
 fn force(
     engine: &Engine,
     level: Level,
-    observations: &Observations,
+    observations: &LazyObservations,
     t: u32,
     read: &Read,
     w: u32,
@@ -844,7 +868,7 @@ fn force(
 fn missed_write(
     engine: &Engine,
     level: Level,
-    observations: &Observations,
+    observations: &LazyObservations,
     t: u32,
     read: &Read,
     w: u32,
@@ -852,7 +876,7 @@ fn missed_write(
 ) -> Anomaly {
     let history = engine.history;
     let guarantee = if level == Level::Causal {
-        observations.guarantee(engine, w, t)
+        observations.get(engine).guarantee(engine, w, t)
     } else {
         None
     };
@@ -1087,7 +1111,7 @@ pub(crate) fn check_registers(
         }
     };
     compute_clocks(&mut engine, &order);
-    let observations = Observations::new(&engine);
+    let observations = LazyObservations::default();
     let found = saturate(&engine, Level::Causal, &observations, false);
     anomalies.extend(found);
     let implied = super::consistency::implied_models(requested.iter().copied());

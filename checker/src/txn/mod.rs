@@ -307,7 +307,9 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         DataModel::Register => return check_registers(history, options),
         DataModel::ListAppend | DataModel::RwRegister => {}
     }
+    let mut timings = Timings::new();
     let txns = history::parse(history)?;
+    timings.phase("parse");
     let requested = &options.consistency;
     let prohibited = consistency::prohibited_anomalies(requested);
     let wants = |kinds: &[AnomalyType]| kinds.iter().any(|k| prohibited.contains(k));
@@ -358,6 +360,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         mut edges,
         explainer,
     } = analysis;
+    timings.phase("dependencies");
     result.extend(anomalies);
     if past(deadline) {
         result.unknown(format!(
@@ -384,7 +387,9 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         ));
         return Ok(result.finish(Domain::Transactions));
     }
+    timings.phase("order edges");
     let graph = Graph::build(txns.txns.len(), edges);
+    timings.phase("graph");
     result.stats.graph_edges = graph.edge_count();
     let components = graph::tarjan(graph.vertex_count(), &graph.offsets, &graph.targets, |_| {
         true
@@ -393,6 +398,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
     drop(components.of);
     // Largest first, so the long searches start early; ties by first transaction.
     sccs.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+    timings.phase("components");
     result.stats.components = sccs.len();
     result.stats.largest_component = sccs.first().map_or(0, |c| c.len());
 
@@ -457,6 +463,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         })
         .collect();
     drop(graph);
+    timings.phase("cycle search");
 
     let mut fallbacks: Vec<(Model, &cycles::ComponentReport)> = Vec::new();
     for (report, found) in &reports {
@@ -508,8 +515,11 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
             Ok(found) => result.extend(found.into_iter().map(Found::from)),
             Err(reason) => result.unknown(reason),
         }
+        timings.phase("causal");
     }
-    Ok(result.finish(Domain::Transactions))
+    let result = result.finish(Domain::Transactions);
+    timings.phase("result");
+    Ok(result)
 }
 
 /// Shortens a cycle by process and real-time facts the transitive reduction left out: where
@@ -605,6 +615,29 @@ fn check_registers(history: &History, options: &CheckOptions) -> Result<TxnResul
         Err(reason) => result.unknown(reason),
     }
     Ok(result.finish(Domain::Registers))
+}
+
+/// Phase timings on stderr when `FAULTLINE_TIMINGS` is set (as `faultline check` prints its
+/// own), for finding where a slow check spends its time.
+struct Timings {
+    enabled: bool,
+    last: Instant,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings {
+            enabled: std::env::var_os("FAULTLINE_TIMINGS").is_some(),
+            last: Instant::now(),
+        }
+    }
+
+    fn phase(&mut self, name: &str) {
+        if self.enabled {
+            eprintln!("timings: txn {name} {:?}", self.last.elapsed());
+            self.last = Instant::now();
+        }
+    }
 }
 
 fn past(deadline: Option<Instant>) -> bool {

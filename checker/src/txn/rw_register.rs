@@ -299,6 +299,10 @@ fn analyze_key(
 
     // Reads: what each one observed.
     let mut plain: Vec<Anomaly> = Vec::new();
+    let final_write_of: FxHashMap<u32, u32> = accesses
+        .iter()
+        .filter_map(|a| a.final_write.map(|v| (a.txn, v)))
+        .collect();
     let writer = |v: u32| data.writes.get(&v).copied();
     for a in accesses.iter().filter(|a| status(a.txn) == Status::Ok) {
         let Some(v) = a.external_read else {
@@ -340,10 +344,7 @@ fn analyze_key(
                 },
             )),
             Some((w, _)) if w != a.txn => {
-                let final_of_writer = accesses
-                    .iter()
-                    .find(|b| b.txn == w)
-                    .and_then(|b| b.final_write);
+                let final_of_writer = final_write_of.get(&w).copied();
                 if final_of_writer != Some(v) {
                     let later = final_of_writer.expect("the writer wrote");
                     plain.push(simple_anomaly(
