@@ -8,6 +8,9 @@
 //!   complete: "invalid" must never be wrong, and a history that passes the brute force must
 //!   pass the checker.
 //!
+//! - causal (Biswas & Enea): strict serializability implies it, so a history the brute force
+//!   finds strictly serializable must pass.
+//!
 //! Histories come from a serial execution with damage: some reads are made stale. Both
 //! verdicts must appear in meaningful proportion. Run with `--nocapture` for the counts.
 
@@ -337,6 +340,21 @@ fn compare(lists: bool) {
                         events.join("\n"),
                         check(&h, &options).unwrap().explain()
                     )));
+                }
+                // Strict serializability implies causal consistency (real time contains session
+                // order): the causal checks must never reject what the brute force accepts.
+                if strict && brute && committed {
+                    let causal = verdict(&h, lists, Model::Causal);
+                    if causal != Validity::Valid {
+                        let options = CheckOptions::new(
+                            if lists { DataModel::ListAppend } else { DataModel::RwRegister },
+                            vec![Model::Causal],
+                        );
+                        return Err(TestCaseError::fail(format!(
+                            "seed {seed}: strict serializable, but causal says {causal}\n{}",
+                            check(&h, &options).unwrap().explain()
+                        )));
+                    }
                 }
                 if strict && committed {
                     let counter = if fast == Validity::Valid {

@@ -610,11 +610,19 @@ fn visible_writers(engine: &Engine, level: Level, t: u32, read: &Read) -> Vec<u3
         Level::Causal => {
             let width = engine.width();
             let clock = &engine.clock[t as usize * width..(t as usize + 1) * width];
+            // For registers, writers in the source's own causal past already commit before
+            // it: only sessions the reader knows more of than the source can force anything.
+            let source_clock = (!engine.lists && read.source != INIT).then(|| {
+                &engine.clock[read.source as usize * width..(read.source as usize + 1) * width]
+            });
             for (s, list) in sessions {
                 let mut limit = clock[*s as usize];
                 if *s == own {
                     // Not the reader itself.
                     limit = limit.min(engine.position[t as usize] - 1);
+                }
+                if source_clock.is_some_and(|c| c[*s as usize] >= limit) {
+                    continue;
                 }
                 take(list, limit, &mut out);
             }
