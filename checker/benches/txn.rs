@@ -3,7 +3,9 @@
 //! Run: `cargo bench -p faultline-checker --bench txn` (all cases), or name cases:
 //! `list-append-100k list-append-1m rw-register-causal-100k rw-register-causal-100k-crashes
 //! elle-huge-scc`.
-//! Each case runs in a child process, so its peak memory (VmHWM) is its own; the peak includes
+//! CPU (s) is the check's user + system time, a fairer figure than wall time when other work
+//! shares the machine. Each case runs in a child process, so its peak memory (VmHWM) is its
+//! own; the peak includes
 //! the generated history itself (`serde_json` values), which the check reads. Times are the
 //! check alone (`txn::check` on the in-memory history: parsing the transactions, inferring
 //! dependencies, the graph, components, cycle search), not generating it.
@@ -53,8 +55,8 @@ fn main() {
         .filter(|c| args.is_empty() || args.iter().any(|a| a == c))
         .collect();
     println!(
-        "{:<24} {:>9} {:>11} {:>10} {:>10}  verdict",
-        "case", "txns", "check (ms)", "txns/s", "peak MiB"
+        "{:<32} {:>9} {:>11} {:>9} {:>10} {:>10}  verdict",
+        "case", "txns", "check (ms)", "CPU (s)", "txns/s", "peak MiB"
     );
     for case in selected {
         let exe = std::env::current_exe().expect("own path");
@@ -78,6 +80,23 @@ fn peak_rss_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU seconds this process used (user + system), from `/proc/self/stat`: with other work on
+/// the machine, wall time says little, CPU time still says how much work the check was.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn run_case(case: &str) {
@@ -113,9 +132,11 @@ fn run_case(case: &str) {
         other => panic!("unknown case {other}; cases: {CASES:?}"),
     };
     let options = CheckOptions::new(model, vec![consistency]);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let result = check(&history, &options).expect("generated histories check");
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let verdict = if result.anomaly_types.is_empty() {
         format!("{} ({consistency})", result.valid)
     } else {
@@ -123,9 +144,10 @@ fn run_case(case: &str) {
         format!("{} ({consistency}): {}", result.valid, types.join(" "))
     };
     println!(
-        "{case:<24} {:>9} {:>11.1} {:>10.0} {:>10.0}  {verdict}; {} graph edges",
+        "{case:<32} {:>9} {:>11.1} {:>9.1} {:>10.0} {:>10.0}  {verdict}; {} graph edges",
         result.stats.txns,
         seconds * 1e3,
+        cpu,
         result.stats.txns as f64 / seconds,
         peak_rss_mib(),
         result.stats.graph_edges

@@ -476,48 +476,100 @@ pub fn parse(history: &History) -> Result<TxnHistory, TxnError> {
              of each are supported"
         )));
     }
-    let mut out = TxnHistory {
-        txns: Vec::with_capacity(total_txns),
-        mops: Vec::with_capacity(total_mops),
-        lists: Vec::with_capacity(total_lists),
+    // Every chunk's slice of the outputs, filled in parallel.
+    let mut txns = vec![
+        Txn {
+            status: Status::Fail,
+            process: 0,
+            invoke_pos: 0,
+            complete_pos: NO_POSITION,
+            mops_start: 0,
+            mops_len: 0,
+        };
+        total_txns
+    ];
+    let mut mops = vec![
+        Mop {
+            kind: MopKind::Read,
+            key: 0,
+            value: 0,
+            read: Observed::Unknown,
+        };
+        total_mops
+    ];
+    let mut lists = vec![0u32; total_lists];
+    {
+        let mut jobs = Vec::with_capacity(chunks.len());
+        let (mut txns_rest, mut mops_rest, mut lists_rest) = (
+            txns.as_mut_slice(),
+            mops.as_mut_slice(),
+            lists.as_mut_slice(),
+        );
+        let (mut mop_base, mut list_base) = (0u32, 0u32);
+        for ((chunk, key_map), value_map) in chunks.iter().zip(&key_maps).zip(&value_maps) {
+            let (t, rest) = txns_rest.split_at_mut(chunk.txns.len());
+            txns_rest = rest;
+            let (m, rest) = mops_rest.split_at_mut(chunk.mops.len());
+            mops_rest = rest;
+            let (l, rest) = lists_rest.split_at_mut(chunk.lists.len());
+            lists_rest = rest;
+            jobs.push((chunk, key_map, value_map, t, m, l, mop_base, list_base));
+            mop_base += chunk.mops.len() as u32;
+            list_base += chunk.lists.len() as u32;
+        }
+        jobs.into_par_iter().for_each(
+            |(chunk, key_map, value_map, t, m, l, mop_base, list_base)| {
+                let remap_value = |v: u32| -> u32 {
+                    if v < DIRECT_LIMIT {
+                        v
+                    } else {
+                        value_map[(v - DIRECT_LIMIT) as usize]
+                    }
+                };
+                if value_map.is_empty() {
+                    l.copy_from_slice(&chunk.lists);
+                } else {
+                    for (out, &v) in l.iter_mut().zip(&chunk.lists) {
+                        *out = remap_value(v);
+                    }
+                }
+                for (out, mop) in m.iter_mut().zip(&chunk.mops) {
+                    *out = Mop {
+                        kind: mop.kind,
+                        key: key_map[mop.key as usize],
+                        value: if mop.kind.is_write() {
+                            remap_value(mop.value)
+                        } else {
+                            mop.value
+                        },
+                        read: match mop.read {
+                            Observed::Value(v) => Observed::Value(remap_value(v)),
+                            Observed::List { start, len } => Observed::List {
+                                start: start + list_base,
+                                len,
+                            },
+                            other => other,
+                        },
+                    };
+                }
+                for (out, txn) in t.iter_mut().zip(&chunk.txns) {
+                    *out = Txn {
+                        mops_start: txn.mops_start + mop_base,
+                        ..*txn
+                    };
+                }
+            },
+        );
+    }
+    drop(chunks);
+    let out = TxnHistory {
+        txns,
+        mops,
+        lists,
         keys,
         values,
         event_index: history.ops.iter().map(|op| op.index).collect(),
     };
-    let remap_value = |map: &[u32], v: u32| -> u32 {
-        if v < DIRECT_LIMIT {
-            v
-        } else {
-            map[(v - DIRECT_LIMIT) as usize]
-        }
-    };
-    for ((chunk, key_map), value_map) in chunks.into_iter().zip(&key_maps).zip(&value_maps) {
-        let mop_base = out.mops.len() as u32;
-        let list_base = out.lists.len() as u32;
-        out.lists
-            .extend(chunk.lists.iter().map(|&v| remap_value(value_map, v)));
-        out.mops.extend(chunk.mops.iter().map(|m| Mop {
-            kind: m.kind,
-            key: key_map[m.key as usize],
-            value: if m.kind.is_write() {
-                remap_value(value_map, m.value)
-            } else {
-                m.value
-            },
-            read: match m.read {
-                Observed::Value(v) => Observed::Value(remap_value(value_map, v)),
-                Observed::List { start, len } => Observed::List {
-                    start: start + list_base,
-                    len,
-                },
-                other => other,
-            },
-        }));
-        out.txns.extend(chunk.txns.iter().map(|t| Txn {
-            mops_start: t.mops_start + mop_base,
-            ..*t
-        }));
-    }
     Ok(out)
 }
 
