@@ -204,3 +204,26 @@ fn the_paper_example_holds_the_papers_own_g_single() {
         witness.explanation
     );
 }
+
+#[test]
+fn a_search_cut_short_still_gives_the_verdict_as_elle_does() {
+    // With no search budget at all, no cycle is named; the verdict stands on which models'
+    // graphs have a cycle: Elle's `cycle-search-timeout` and
+    // `strong-snapshot-isolation-cycle-exists` on huge-scc.edn.
+    let Some(dir) = corpus() else { return };
+    let (history, _) = read_history_file(&dir.join("huge-scc.edn"), Format::Auto).unwrap();
+    let mut options = CheckOptions::new(DataModel::ListAppend, vec![Model::StrictSerializable]);
+    options.cycle_search_expansions = 0;
+    let result = check(&history, &options).unwrap();
+    assert_eq!(result.valid, Validity::Invalid, "{}", result.explain());
+    let types: Vec<&str> = result.anomaly_types.iter().map(|t| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "cycle-search-timeout",
+            "strong-snapshot-isolation-cycle-exists"
+        ]
+    );
+    let not: Vec<&str> = result.not.iter().map(|m| m.as_str()).collect();
+    assert_eq!(not, ["strong-snapshot-isolation"]);
+}

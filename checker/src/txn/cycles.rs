@@ -241,7 +241,8 @@ pub struct ComponentReport {
 
 /// Bounds on the search in one component.
 pub struct Bounds<'a> {
-    /// State expansions allowed for the whole component.
+    /// Search states (transaction, automaton state) that may be discovered in the whole
+    /// component: it bounds both the time and the memory of the search.
     pub expansions: u64,
     pub deadline: Option<Instant>,
     /// Raised when the deadline passed anywhere.
@@ -390,16 +391,10 @@ fn find(local: &LocalGraph, spec: &Spec, budget: &mut u64, bounds: &Bounds) -> S
                         // Do not walk through the seed's source: the cycle would repeat it.
                         continue;
                     }
-                    if *budget == 0 {
-                        return Search::OutOfBounds;
-                    }
-                    *budget -= 1;
-                    if *budget & 0xfff == 0 {
-                        if let Some(deadline) = bounds.deadline {
-                            if Instant::now() >= deadline {
-                                bounds.expired.store(true, Ordering::Relaxed);
-                                return Search::OutOfBounds;
-                            }
+                    if let Some(deadline) = bounds.deadline {
+                        if *budget & 0xfff == 0 && Instant::now() >= deadline {
+                            bounds.expired.store(true, Ordering::Relaxed);
+                            return Search::OutOfBounds;
                         }
                     }
                     let (ts, rs) = local.out(w);
@@ -412,6 +407,12 @@ fn find(local: &LocalGraph, spec: &Spec, budget: &mut u64, bounds: &Bounds) -> S
                             if visited[x as usize] & (1u64 << next) != 0 {
                                 continue;
                             }
+                            // The budget counts states discovered, so it bounds the
+                            // memory of the search (its parent map) as well as its time.
+                            if *budget == 0 {
+                                return Search::OutOfBounds;
+                            }
+                            *budget -= 1;
                             if visited[x as usize] == 0 {
                                 touched.push(x);
                             }

@@ -129,8 +129,9 @@ impl Serialize for DataModel {
 
 /// Default cap on the memory the dependency graph may take.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 4 << 30;
-/// Default bound on cycle-search state expansions per strongly connected component.
-pub const DEFAULT_CYCLE_SEARCH_EXPANSIONS: u64 = 20_000_000;
+/// Default bound on the search states the witness search may discover per strongly connected
+/// component (each costs about 40 bytes while its search runs, so about 200 MiB per thread).
+pub const DEFAULT_CYCLE_SEARCH_EXPANSIONS: u64 = 5_000_000;
 /// How many anomalies of each type a result lists (the counts are always complete).
 pub const DEFAULT_MAX_LISTED: usize = 100;
 
@@ -144,7 +145,7 @@ pub struct CheckOptions {
     pub time_limit: Option<Duration>,
     /// Past this much graph memory the verdict is `unknown`.
     pub memory_limit_bytes: u64,
-    /// State expansions the witness search may spend in one component.
+    /// Search states the witness search may discover in one component (time and memory).
     pub cycle_search_expansions: u64,
     /// Anomalies listed per type.
     pub max_listed: usize,
