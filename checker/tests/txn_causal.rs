@@ -219,9 +219,10 @@ fn causal_transactions_name_the_session_guarantee() {
 
 #[test]
 fn causal_cycles_through_forced_commit_order() {
-    // T3 reads x from T1 although T2's write of x happened before it (via y); T2 read x = 1
-    // first, so T1 precedes T2: the forced order T2 < T1 closes a cycle... only through the
-    // longer chain here, which has no session-guarantee shape.
+    // The last transaction reads x = 1 from the first, although the second's write of x = 2
+    // happened before it (through y, z and q, across four sessions); the second read x = 1
+    // first, so the first commits before it, and the forced order "second before first" closes
+    // a cycle. The chain is too long for any session guarantee's shape.
     let text = "0:wx1 1:rx1wx2 1:wy2 2:ry2wz2 3:rz2wq2 4:rq2rx1";
     let r = fails(
         txns(DataModel::RwRegister, text, &["causal"]),

@@ -1226,10 +1226,9 @@ fn causal_memory(engine: &Engine) -> Vec<Anomaly> {
                 .iter()
                 .filter(|rd| rd.source == INIT)
             {
-                if let Some((xi, &x)) = past.iter().enumerate().find(|&(xi, &x)| {
+                if let Some((_, &x)) = past.iter().enumerate().find(|&(xi, &x)| {
                     writes_of(x).map(|(k, _)| k) == Some(read.key) && get(&hb, xi, ri)
                 }) {
-                    let _ = xi;
                     return vec![simple_anomaly(
                         history,
                         A::WriteHbInitRead,

@@ -467,7 +467,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
     timings.phase("cycle search");
 
     let mut fallbacks: Vec<(Model, &cycles::ComponentReport)> = Vec::new();
-    for (report, found) in &reports {
+    for (report, _) in &reports {
         // A component's cycle-exists fallback for its weakest models only.
         let exists: BTreeSet<Model> = report.cycle_exists.iter().copied().collect();
         for model in consistency::weakest(&exists) {
@@ -476,7 +476,6 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         if let Some(kind) = report.timed_out_on {
             result.push(Found::from(timeout_anomaly(&txns, report, kind)));
         }
-        let _ = found;
     }
     for (_, found) in reports.iter() {
         for f in found {
