@@ -26,6 +26,7 @@
 pub mod linearizability;
 pub mod models;
 pub mod set;
+pub mod txn;
 mod validity;
 
 pub use models::{ModelKind, ModelOptions};

@@ -13,15 +13,15 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
+use crate::{check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// The model: register, cas-register, multi-register, mutex, set, fifo-queue,
-    /// unordered-queue, string-kv. Default: implied by the format, else guessed from the
-    /// operations.
-    #[arg(long, value_parser = parse_model)]
-    model: Option<ModelKind>,
+    /// unordered-queue, string-kv; transactional: list-append, rw-register, bank. Default:
+    /// implied by the format, else guessed from the operations.
+    #[arg(long)]
+    model: Option<String>,
 
     /// The initial state as JSON (default null; Knossos's corpus uses 0).
     #[arg(long, value_parser = parse_json)]
@@ -31,9 +31,12 @@ pub struct CheckArgs {
     #[arg(long, default_value = "auto", value_parser = parse_format)]
     format: Format,
 
-    /// The consistency model to check. Register histories: linearizable.
-    #[arg(long, default_value = "linearizable")]
-    consistency: String,
+    /// The consistency model(s) to check, comma-separated. Register histories: linearizable
+    /// (default), or causal, causal-convergence, causal-memory, PRAM and the session
+    /// guarantees. Transactional models: strict-serializable (default), serializable,
+    /// snapshot-isolation, repeatable-read, read-committed, causal, ...
+    #[arg(long)]
+    consistency: Option<String>,
 
     /// How a read that returned null counts: `absent` (the value was never written; the JSON
     /// Lines convention) or `unknown` (it constrains nothing; the Knossos / Jepsen EDN
@@ -62,10 +65,6 @@ pub struct CheckArgs {
     /// History files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-}
-
-fn parse_model(s: &str) -> Result<ModelKind, String> {
-    s.parse()
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -97,7 +96,7 @@ impl FileOutcome {
 
 /// The exit status for several files: bad input first (the run means nothing until it is
 /// fixed), then internal errors, then invalid, unknown, valid.
-fn combined_exit(codes: impl Iterator<Item = u8>) -> u8 {
+pub(crate) fn combined_exit(codes: impl Iterator<Item = u8>) -> u8 {
     let rank = |code: u8| match code {
         EXIT_BAD_INPUT => 5,
         EXIT_INTERNAL => 4,
@@ -109,14 +108,6 @@ fn combined_exit(codes: impl Iterator<Item = u8>) -> u8 {
 }
 
 pub fn run(args: CheckArgs) -> ExitCode {
-    if args.consistency != "linearizable" {
-        eprintln!(
-            "faultline check: --consistency {} is not supported for these models; \
-             register-style models are checked for linearizable",
-            args.consistency
-        );
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
     if let Some(limit) = args.time_limit {
         if !(limit.is_finite() && limit > 0.0) {
             eprintln!("faultline check: --time-limit must be a positive number of seconds");
@@ -125,6 +116,54 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     if args.report.is_some() && args.files.len() != 1 {
         eprintln!("faultline check: --report writes the report of one history: give one file");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    // Transactional models, and causal register models, have their own checker.
+    match check_txn::requested(args.model.as_deref(), args.consistency.as_deref()) {
+        Ok(Some(_)) if args.report.is_some() => {
+            eprintln!(
+                "faultline check: --report draws linearizability and set results; for this \
+                 model use --json"
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(why) => {
+            eprintln!("faultline check: {why}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Ok(Some(request)) => {
+            return check_txn::run(
+                request,
+                &check_txn::Inputs {
+                    files: &args.files,
+                    format: args.format,
+                    init: args.init.as_ref(),
+                    nil_read: args.nil_read.as_deref(),
+                    time_limit: args.time_limit,
+                    memory_limit_mb: args.memory_limit_mb,
+                    json: args.json,
+                },
+            )
+        }
+        Ok(None) => {}
+    }
+    let model = match args
+        .model
+        .as_deref()
+        .map(str::parse::<ModelKind>)
+        .transpose()
+    {
+        Ok(model) => model,
+        Err(why) => {
+            eprintln!("faultline check: {why}, list-append, rw-register, bank");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if let Some(consistency) = args.consistency.as_deref().filter(|c| *c != "linearizable") {
+        eprintln!(
+            "faultline check: --consistency {consistency} is not supported for these models; \
+             register-style models are checked for linearizable (or causal)",
+        );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let mut codes = Vec::new();
@@ -136,7 +175,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         .par_iter()
         .map(|file| {
             let started = Instant::now();
-            let (outcome, meta) = check_file(&args, file);
+            let (outcome, meta) = check_file(&args, model, file);
             (outcome, meta, started.elapsed().as_secs_f64() * 1e3)
         })
         .collect();
@@ -193,7 +232,7 @@ struct FileMeta {
     model: Option<ModelKind>,
 }
 
-fn check_file(args: &CheckArgs, file: &Path) -> (FileOutcome, FileMeta) {
+fn check_file(args: &CheckArgs, model: Option<ModelKind>, file: &Path) -> (FileOutcome, FileMeta) {
     let mut meta = FileMeta::default();
     let started = Instant::now();
     let (history, format) = match read_history_file(file, args.format) {
@@ -204,8 +243,7 @@ fn check_file(args: &CheckArgs, file: &Path) -> (FileOutcome, FileMeta) {
     if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
         eprintln!("timings: read {:?}", started.elapsed());
     }
-    let model = match args
-        .model
+    let model = match model
         .or_else(|| implied_model(format))
         .or_else(|| ModelKind::infer(&history.ops))
     {

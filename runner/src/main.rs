@@ -6,6 +6,7 @@
 //! 255 internal error.
 
 mod check;
+mod check_txn;
 mod lab;
 mod raftkv_server;
 mod report;

@@ -157,5 +157,8 @@ fn a_nemesis_the_target_cannot_apply_is_a_bad_argument() {
     // etcd (Go) reads the clock without libc, so libfaketime cannot move it.
     let out = faultline(&["test", "--target", "etcd", "--nemesis", "clock"]);
     assert_eq!(out.status.code(), Some(254), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("clock"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("clock"),
+        "{out:?}"
+    );
 }
