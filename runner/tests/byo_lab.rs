@@ -4,58 +4,17 @@
 //! The flaw is found, and the fix passes. Each test brings up a lab with a name unique to it
 //! for its run, and a guard takes that lab down even when an assertion fails.
 
+mod lab_support;
+
+use lab_support::{faultline, root, text, Down};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Labs need root; without it these tests say why and pass.
-fn root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string));
-    if euid.as_deref() == Some("0") {
-        true
-    } else {
-        eprintln!("skipped: lab tests need root (network namespaces, a bridge, sshd)");
-        false
-    }
-}
+use std::process::Output;
 
 /// A lab name unique to this test process and test (at most 8 characters; `b` for
 /// bring-your-own, so it never meets the names of the other lab tests).
 fn lab_name(letter: char) -> String {
     format!("b{}{letter}", std::process::id() % 1_000_000)
-}
-
-/// Takes the lab down when the test ends, passed or failed (a no-op when the run already
-/// took down the lab it brought up).
-struct Down(String);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let out = faultline(&["lab", "down", "--name", &self.0]);
-        if !out.status.success() {
-            eprintln!("lab down {}: {}", self.0, text(&out));
-        }
-    }
 }
 
 fn example() -> String {

@@ -3,10 +3,13 @@
 //! leaving nothing behind — also after an `up` killed halfway. Each lab has a name unique to
 //! this test process, and a guard takes it down even when an assertion fails.
 
+mod lab_support;
+
+use lab_support::{faultline, root, text, Down};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,52 +21,9 @@ use faultline_targets::ssh::{SshConfig, SshRemote};
 
 const LABS_DIR: &str = "/var/lib/faultline/labs";
 
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Labs need root; without it these tests say why and pass.
-fn root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string));
-    if euid.as_deref() == Some("0") {
-        true
-    } else {
-        eprintln!("skipped: lab tests need root (network namespaces, a bridge, sshd)");
-        false
-    }
-}
-
 /// A lab name unique to this test process and test (at most 8 characters).
 fn lab_name(letter: char) -> String {
     format!("t{}{letter}", std::process::id() % 1_000_000)
-}
-
-/// Takes the lab down when the test ends, passed or failed.
-struct Down(String);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let out = faultline(&["lab", "down", "--name", &self.0]);
-        if !out.status.success() {
-            eprintln!("lab down {}: {}", self.0, text(&out));
-        }
-    }
 }
 
 fn state(name: &str) -> Value {
