@@ -1,7 +1,8 @@
 //! Each checker's result as HTML: the verdict, what was checked, and every anomaly with its
 //! explanation. Linearizability failures get their smallest failing window drawn as a small
 //! timeline; the set checker's lost, stale, unexpected and never-read elements are listed
-//! with what each kind means.
+//! with what each kind means; transactional anomalies are drawn as dependency cycles
+//! (`txn.rs`).
 //!
 //! Results are read as JSON (`results.json`), not as the checkers' types: a report is rebuilt
 //! from files that an older or newer faultline wrote, and a field it does not know is shown
@@ -124,6 +125,8 @@ pub fn render(results: &Value) -> Rendered {
             linearizability(result, &mut out);
         } else if name == "set" || result.get("lost_count").is_some() {
             set(result, &mut out);
+        } else if crate::txn::is_txn_result(&name, result) {
+            crate::txn::render(result, &mut out);
         }
         let raw = serde_json::to_string_pretty(result).unwrap_or_default();
         let shown = if raw.len() > MAX_RAW_RESULT_BYTES {

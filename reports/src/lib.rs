@@ -4,7 +4,8 @@
 //! `results.json`, `faultline.log` and `nodes/`. [`write_report`] reads them and writes
 //! `report.html` beside them: the verdict, the run's parameters and the command that reruns
 //! it, each checker's result with every anomaly explained (a linearizability failure's
-//! smallest failing window drawn as a small timeline), latency, quantile and throughput plots
+//! smallest failing window drawn as a small timeline, a transactional anomaly's dependency
+//! cycle as transactions joined by labelled edges), latency, quantile and throughput plots
 //! with the faults shaded, a timeline of every operation, and links to the files.
 //!
 //! ```no_run
@@ -34,6 +35,7 @@ pub mod page;
 pub mod plots;
 pub mod store;
 pub mod timeline;
+pub mod txn;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};

@@ -58,7 +58,7 @@ pub struct CheckArgs {
     json: bool,
 
     /// Also write an HTML report of the (one) history to OUT: the verdict, each anomaly
-    /// explained, plots and a timeline.
+    /// explained (a transactional anomaly's cycle drawn), plots and a timeline.
     #[arg(long, value_name = "OUT")]
     report: Option<PathBuf>,
 
@@ -120,13 +120,6 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     // Transactional models, and causal register models, have their own checker.
     match check_txn::requested(args.model.as_deref(), args.consistency.as_deref()) {
-        Ok(Some(_)) if args.report.is_some() => {
-            eprintln!(
-                "faultline check: --report draws linearizability and set results; for this \
-                 model use --json"
-            );
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
         Err(why) => {
             eprintln!("faultline check: {why}");
             return ExitCode::from(EXIT_BAD_INPUT);
@@ -142,6 +135,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
                     time_limit: args.time_limit,
                     memory_limit_mb: args.memory_limit_mb,
                     json: args.json,
+                    report: args.report.as_deref(),
                 },
             )
         }

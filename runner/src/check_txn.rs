@@ -32,6 +32,8 @@ pub(crate) struct Inputs<'a> {
     pub time_limit: Option<f64>,
     pub memory_limit_mb: u64,
     pub json: bool,
+    /// Write the (one) history's HTML report here.
+    pub report: Option<&'a Path>,
 }
 
 /// Whether `--model` / `--consistency` ask for this checker: `Ok(None)` when they ask for
@@ -148,8 +150,40 @@ pub(crate) fn run(request: Request, inputs: &Inputs) -> ExitCode {
         } else {
             print_human(&mut out, file, &options, &outcome, elapsed_ms);
         }
+        if let Some(report) = inputs.report {
+            let results = report_results(file, &options, &outcome);
+            match faultline_reports::write_report_for_history(file, &results, report) {
+                Ok(path) => eprintln!("faultline check: report written to {}", path.display()),
+                Err(e) => {
+                    eprintln!("faultline check: cannot write the report: {e}");
+                    codes.push(EXIT_INTERNAL);
+                }
+            }
+        }
     }
     ExitCode::from(combined_exit(codes.into_iter()))
+}
+
+/// The check's outcome in the shape of a run's results.json, which the report reads.
+fn report_results(file: &Path, options: &CheckOptions, outcome: &Outcome) -> Value {
+    let (valid, result) = match outcome {
+        Outcome::Checked(result) => (
+            result.valid.to_json(),
+            serde_json::to_value(result).expect("results serialize"),
+        ),
+        Outcome::BadInput(why) | Outcome::Internal(why) => (
+            json!("unknown"),
+            json!({"valid": "unknown", "reason": why, "model": options.model.as_str(),
+                   "consistency": options.consistency}),
+        ),
+    };
+    json!({
+        "valid": valid,
+        "checker": "transactional",
+        "file": file.display().to_string(),
+        "model": options.model.as_str(),
+        "result": result,
+    })
 }
 
 fn check_file(options: &CheckOptions, inputs: &Inputs, file: &Path) -> (Outcome, Option<Format>) {

@@ -243,6 +243,61 @@ fn check_writes_a_report_for_an_imported_history() {
 }
 
 #[test]
+fn check_draws_a_transactional_cycle_in_the_report() {
+    // Elle's corpus sits beside the repository (../shared); a checkout without it skips.
+    let history = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/elle/si-without-g-single.edn");
+    if !history.is_file() {
+        eprintln!("note: {} is absent; skipped", history.display());
+        return;
+    }
+    let dir = TempDir::new("report-txn");
+    let out_file = dir.path().join("txn.html");
+    let out = faultline(&[
+        "check",
+        "--model",
+        "list-append",
+        "--consistency",
+        "serializable",
+        "--report",
+        out_file.to_str().unwrap(),
+        history.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report written to"));
+    let page = std::fs::read_to_string(&out_file).unwrap();
+    assert!(page.contains("<header class=\"banner invalid\">"));
+    assert!(page.contains("G2-item"));
+    assert!(
+        page.contains("Not <b>repeatable-read</b>"),
+        "what it rules out"
+    );
+    let at = page
+        .find("<svg class=\"cycle\"")
+        .expect("the cycle is drawn");
+    let svg = &page[at..at + page[at..].find("</svg>").unwrap()];
+    assert!(svg.contains("<g class=\"edge e-rw\">"), "an rw edge");
+    assert!(
+        svg.contains(">rw 9</text>"),
+        "labelled with its kind and key"
+    );
+    assert!(
+        svg.contains(">append 9 5</text>"),
+        "a box lists its transaction's ops"
+    );
+
+    // The browser renders it, scripts and all.
+    let (dom, _) = rendered_dom(&file_url(&out_file));
+    assert!(dom.contains("data-ready=\"true\""));
+    assert!(dom.contains("<svg class=\"cycle\""));
+    screenshot(
+        &file_url(&out_file),
+        &screenshot_dir().join("txn-cycle.png"),
+        1400,
+    );
+}
+
+#[test]
 fn report_refuses_a_directory_that_is_not_a_run() {
     let dir = TempDir::new("report-not-a-run");
     let out = faultline(&["report", dir.path().to_str().unwrap()]);
