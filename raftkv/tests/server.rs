@@ -585,17 +585,39 @@ fn five_in_process_nodes_serve_and_survive_two_failures() {
         .build()
         .unwrap();
     let dir = unique_dir("five");
-    let peers: BTreeMap<u64, SocketAddr> = (1..=5).map(|id| (id, free_addr())).collect();
+    // A probed port can still be taken by another process before its node binds it: then
+    // the whole cluster starts again on fresh ports (a few times at most).
     let mut servers: BTreeMap<u64, Server> = BTreeMap::new();
-    for id in 1..=5 {
-        let config = ServerConfig::new(
-            id,
-            peers.clone(),
-            "127.0.0.1:0".parse().unwrap(),
-            dir.join(format!("n{id}")),
-        );
-        let server = runtime.block_on(Server::start(config)).expect("start");
-        servers.insert(id, server);
+    for attempt in 1..=3 {
+        let peers: BTreeMap<u64, SocketAddr> = (1..=5).map(|id| (id, free_addr())).collect();
+        let mut failed = None;
+        for id in 1..=5 {
+            let config = ServerConfig::new(
+                id,
+                peers.clone(),
+                "127.0.0.1:0".parse().unwrap(),
+                dir.join(format!("a{attempt}-n{id}")),
+            );
+            match runtime.block_on(Server::start(config)) {
+                Ok(server) => {
+                    servers.insert(id, server);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => break,
+            Some(e) if attempt < 3 && e.to_string().contains("in use") => {
+                eprintln!("attempt {attempt}: {e}; starting again on other ports");
+                for (_, server) in std::mem::take(&mut servers) {
+                    runtime.block_on(server.shutdown()).expect("shutdown");
+                }
+            }
+            Some(e) => panic!("start: {e:?}"),
+        }
     }
     let clients = |servers: &BTreeMap<u64, Server>| -> Vec<SocketAddr> {
         servers.values().map(Server::client_addr).collect()
