@@ -369,15 +369,20 @@ fn print_human(
                 let _ = writeln!(out, "  {line}");
             }
         }
-        FileOutcome::BadInput(why) => {
-            let _ = writeln!(out, "{name}: cannot check");
-            eprintln!("faultline check: {why}");
-        }
-        FileOutcome::Internal(why) => {
-            let _ = writeln!(out, "{name}: internal error");
-            eprintln!("faultline check: {why}");
-        }
+        FileOutcome::BadInput(why) => print_not_checked(out, name, "cannot check", why),
+        FileOutcome::Internal(why) => print_not_checked(out, name, "internal error", why),
     }
+}
+
+/// A file that got no verdict: `<name>: <what>` on stdout, why on stderr.
+pub(crate) fn print_not_checked(
+    out: &mut impl Write,
+    name: impl std::fmt::Display,
+    what: &str,
+    why: &str,
+) {
+    let _ = writeln!(out, "{name}: {what}");
+    eprintln!("faultline check: {why}");
 }
 
 #[cfg(test)]

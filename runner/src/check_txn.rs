@@ -14,7 +14,7 @@ use faultline_checker::txn::{self, BankOptions, CheckOptions, DataModel, Model, 
 use faultline_checker::Validity;
 use faultline_core::import::{read_history_file, Format};
 
-use crate::check::combined_exit;
+use crate::check::{self, combined_exit};
 use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 /// A transactional (or causal register) check: the data model and the models to check.
@@ -293,14 +293,8 @@ fn print_human(
                 }
             }
         }
-        Outcome::BadInput(why) => {
-            let _ = writeln!(out, "{name}: cannot check");
-            eprintln!("faultline check: {why}");
-        }
-        Outcome::Internal(why) => {
-            let _ = writeln!(out, "{name}: internal error");
-            eprintln!("faultline check: {why}");
-        }
+        Outcome::BadInput(why) => check::print_not_checked(out, name, "cannot check", why),
+        Outcome::Internal(why) => check::print_not_checked(out, name, "internal error", why),
     }
 }
 
