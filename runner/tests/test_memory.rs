@@ -307,13 +307,45 @@ fn ctrl_c_stops_the_run_and_still_checks_and_stores_results() {
 }
 
 #[test]
-fn targets_and_faults_not_built_yet_are_bad_arguments() {
+fn unknown_or_unsuitable_targets_workloads_and_faults_are_bad_arguments() {
     let store = store("bad-args");
     let s = store.to_str().unwrap();
     for (args, expected) in [
         (
-            vec!["test", "--target", "postgres", "--store", s],
-            "target \"postgres\" is not available yet",
+            vec![
+                "test",
+                "--target",
+                "postgres",
+                "--nemesis",
+                "pause,partition",
+                "--store",
+                s,
+            ],
+            "cannot take the partition fault",
+        ),
+        (
+            vec![
+                "test",
+                "--target",
+                "postgres",
+                "--workload",
+                "set",
+                "--store",
+                s,
+            ],
+            "cannot run the set workload",
+        ),
+        (
+            vec![
+                "test",
+                "--target",
+                "memory",
+                "--isolation",
+                "repeatable-read",
+                "--store",
+                s,
+            ],
+            "--isolation applies only to --target postgres",
         ),
         (
             vec!["test", "--target", "nosuch", "--store", s],

@@ -8,23 +8,24 @@
 //! - [`raftkv`]: faultline's own Raft store as local processes, with [`local::LocalRemote`];
 //! - [`etcd`]: Debian's etcd 3.4, one member per node, through its JSON gateway;
 //! - [`zookeeper`]: Debian's ZooKeeper 3.8 (a JVM per node), through `zookeeper-client`;
+//! - [`postgres`]: Debian's PostgreSQL 15, one server, every operation a transaction at a
+//!   chosen isolation level, through `tokio-postgres`;
 //! - [`custom`]: a store described by a TOML file (`--target-file`), in any language, with a
 //!   client program speaking JSON Lines or HTTP request templates.
 //!
-//! etcd and ZooKeeper run through any [`faultline_core::Remote`] ([`daemon`] starts and
-//! signals them), on loopback ports or on the lab's / VMs' addresses ([`cluster`] holds that
-//! layout). `postgres` is named so that asking for it says plainly that it is not available
-//! yet. `docs/targets.md` lists every target's options and how its errors map to
-//! `ok` / `fail` / `info`.
+//! etcd, ZooKeeper and PostgreSQL run through any [`faultline_core::Remote`] ([`daemon`]
+//! starts and signals the first two, PostgreSQL's own `pg_ctl` the third), on loopback ports
+//! or on the lab's / VMs' addresses ([`cluster`] holds that layout). `docs/targets.md` lists
+//! every target's options and how its errors map to `ok` / `fail` / `info`.
 //!
 //! ```
 //! use faultline_core::Test;
 //! let test = Test::example("memory", "register", 1);
 //! let target = faultline_targets::build(&test).unwrap();
 //! assert_eq!(target.nodes, vec!["n1".to_string()]);
-//! let test = Test::example("postgres", "register", 1);
-//! let Err(e) = faultline_targets::build(&test) else { panic!("postgres is not built yet") };
-//! assert!(e.to_string().contains("not available yet"));
+//! let test = Test::example("nosuch", "register", 1);
+//! let Err(e) = faultline_targets::build(&test) else { panic!("no such target") };
+//! assert!(e.to_string().contains("unknown target"));
 //! ```
 //!
 //! Design decision: a target is plain data ([`Target`]: a db, a client template, its nodes)
@@ -38,6 +39,7 @@ pub mod http;
 pub mod iptables;
 pub mod local;
 pub mod memory;
+pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
 pub mod ssh;
@@ -47,10 +49,8 @@ use std::sync::Arc;
 
 use faultline_core::{Client, Db, Test};
 
-/// Every target name `--target` accepts, available or not.
+/// Every target name `--target` accepts.
 pub const NAMES: [&str; 5] = ["raftkv", "etcd", "zookeeper", "postgres", "memory"];
-/// The targets that can run today.
-pub const AVAILABLE: [&str; 4] = ["raftkv", "etcd", "zookeeper", "memory"];
 
 /// A system under test, ready to be set up.
 pub struct Target {
@@ -64,11 +64,6 @@ pub struct Target {
 /// Why a target cannot be built. Each of these is a bad argument (exit 254).
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "target {0:?} is not available yet: only {available} can run today",
-        available = AVAILABLE.join(", ")
-    )]
-    NotAvailable(String),
     #[error("unknown target {0:?}; known: {known}", known = NAMES.join(", "))]
     Unknown(String),
     #[error("target {target} has no bug {bug:?}; its bugs: {known}")]
@@ -81,6 +76,12 @@ pub enum TargetError {
     UnsupportedWorkload { target: String, workload: String },
     #[error("target {target}: the test gives addresses, but no address for node {node:?}")]
     MissingAddress { target: String, node: String },
+    #[error("target {target} cannot take the {fault} fault: {why}")]
+    UnsupportedFault {
+        target: String,
+        fault: String,
+        why: String,
+    },
     #[error("target {target}: option {option}: {why}")]
     BadOption {
         target: String,
@@ -100,7 +101,7 @@ pub fn build(test: &Test) -> Result<Target, TargetError> {
         "raftkv" => raftkv::target(test),
         "etcd" => etcd::target(test),
         "zookeeper" => zookeeper::target(test),
-        name if NAMES.contains(&name) => Err(TargetError::NotAvailable(name.to_string())),
+        "postgres" => postgres::target(test),
         name => Err(TargetError::Unknown(name.to_string())),
     }
 }
