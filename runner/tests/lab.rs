@@ -837,3 +837,68 @@ fn a_lab_run_killed_with_sigkill_leaves_a_checkable_history_and_down_cleans_up()
     assert!(left.is_empty(), "processes left: {left:?}");
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// PostgreSQL in the lab, short: the server on the first of 3 hosts (the others idle), the
+/// clients on the control node connecting over the lab's bridge with a password, every
+/// operation a serializable transaction, under kills (crash recovery) and pauses of every
+/// server process: list-append strict serializable, the bank's total kept.
+#[test]
+fn postgres_in_the_lab_is_valid_under_kill_and_pause() {
+    if !root() {
+        return;
+    }
+    let _one_at_a_time = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let name = lab_name('g');
+    let _guard = Down(name.clone());
+    let up = faultline(&["lab", "up", "--hosts", "3", "--name", &name]);
+    assert!(up.status.success(), "{}", text(&up));
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    for workload in ["list-append", "bank"] {
+        let started = Instant::now();
+        let out = faultline(&[
+            "test",
+            "--target",
+            "postgres",
+            "--workload",
+            workload,
+            "--lab",
+            "3",
+            "--lab-name",
+            &name,
+            "--nemesis",
+            "pause,kill",
+            "--time-limit",
+            "12",
+            "--rate",
+            "300",
+            "--seed",
+            "5",
+            "--store",
+            store.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!(
+            "postgres {workload} in the lab ({:.1} s): {} / {}",
+            started.elapsed().as_secs_f64(),
+            line_starting(&stdout, "recorded"),
+            line_starting(&stdout, "verdict")
+        );
+        assert_eq!(out.status.code(), Some(0), "{workload}: {}", text(&out));
+        let run = store.join("latest").canonicalize().unwrap();
+        let test: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("test.json")).unwrap()).unwrap();
+        assert_eq!(test["nodes"], serde_json::json!(["n1"]), "one server");
+        assert_eq!(test["target_options"]["isolation"], "serializable");
+        let events = nemesis_events(&run.join("history.jsonl"));
+        assert!(
+            events.contains("kill") || events.contains("pause"),
+            "{workload}: faults were injected: {events:?}"
+        );
+        assert!(
+            run.join("nodes/n1/postgres.log").exists(),
+            "the server's log came back from its host"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -342,19 +342,22 @@ impl Statements {
     }
 }
 
-/// A connection and the task that drives it. Dropping it ends the task, which closes the
-/// socket at once (the server then rolls back an open transaction) even when a request is
-/// still in flight.
-struct Session {
-    client: tokio_postgres::Client,
-    connection: tokio::task::JoinHandle<()>,
-    statements: Statements,
+/// The task that drives a connection, ended when this is dropped: the socket closes at once
+/// (the server then rolls back an open transaction), even with a request still in flight, and
+/// also when the future that made the connection is cancelled halfway.
+struct ConnectionTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
+/// A connection with its statements.
+struct Session {
+    client: tokio_postgres::Client,
+    _connection: ConnectionTask,
+    statements: Statements,
 }
 
 /// Why a transaction's body stopped before COMMIT.
@@ -423,21 +426,17 @@ impl PostgresClient {
                 .connect(tokio_postgres::NoTls)
                 .await
                 .map_err(|e| Abort::Definite(format!("connect: {}", describe(&e))))?;
-            let connection = tokio::spawn(async move {
+            let connection = ConnectionTask(tokio::spawn(async move {
                 let _ = connection.await;
-            });
-            // Prepared before the session is kept, so a failure here drops the connection.
-            let statements = Statements::prepare(&client, self.model).await;
-            let session = match statements {
-                Ok(statements) => Session {
-                    client,
-                    connection,
-                    statements,
-                },
-                Err(e) => {
-                    connection.abort();
-                    return Err(Abort::Definite(format!("prepare: {}", describe(&e))));
-                }
+            }));
+            // A failure (or a cancellation) here drops the connection with the task.
+            let statements = Statements::prepare(&client, self.model)
+                .await
+                .map_err(|e| Abort::Definite(format!("prepare: {}", describe(&e))))?;
+            let session = Session {
+                client,
+                _connection: connection,
+                statements,
             };
             self.session = Some(session);
         }
