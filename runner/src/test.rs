@@ -728,8 +728,16 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     if !args.bugs.is_empty() {
         cmd.push_str(&format!(" --bug {}", args.bugs.join(",")));
     }
-    if let Some(models) = &args.consistency {
-        cmd.push_str(&format!(" --consistency {models}"));
+    // The model decides the verdict, so the rerun names it even when it was the default.
+    match &args.consistency {
+        Some(models) => cmd.push_str(&format!(" --consistency {models}")),
+        None if faultline_workloads::TXN_NAMES.contains(&args.workload.as_str()) => {
+            cmd.push_str(&format!(
+                " --consistency {}",
+                faultline_workloads::txn::DEFAULT_CONSISTENCY.as_str()
+            ))
+        }
+        None => {}
     }
     for (flag, value) in workload_numbers(args) {
         cmd.push_str(&format!(" --{flag} {value}"));

@@ -79,6 +79,12 @@ pub enum TargetError {
     },
     #[error("target {target} cannot run the {workload} workload")]
     UnsupportedWorkload { target: String, workload: String },
+    #[error("target {target}: bug {bug} does not apply to the {workload} workload")]
+    BugNotApplicable {
+        target: String,
+        bug: String,
+        workload: String,
+    },
     #[error("target {target}: the test gives addresses, but no address for node {node:?}")]
     MissingAddress { target: String, node: String },
     #[error("target {target}: option {option}: {why}")]
