@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod custom;
 pub mod daemon;
 pub mod etcd;
+pub mod etcd_txn;
 pub mod http;
 pub mod iptables;
 pub mod local;
