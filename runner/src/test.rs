@@ -150,7 +150,8 @@ pub struct TestArgs {
     store: PathBuf,
 
     /// Deliberate bugs to switch on in the target (comma-separated or repeated). memory:
-    /// stale-read, lost-write.
+    /// stale-read, lost-write (register, set), snapshot-isolation-txn (list-append,
+    /// rw-register, bank); raftkv: its bug switches (docs/raftkv.md).
     #[arg(long = "bug", value_delimiter = ',')]
     bugs: Vec<String>,
 
