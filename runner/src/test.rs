@@ -410,6 +410,7 @@ pub fn run(args: TestArgs) -> ExitCode {
     let seed = args.seed.unwrap_or_else(rand::random);
     // The seed first, before anything can fail, so every run can be reproduced.
     eprintln!("faultline test: seed {seed}");
+    crate::heal::before_run("test");
     let session = match Session::start() {
         Ok(session) => session,
         Err(e) => {

@@ -38,6 +38,7 @@ pub mod http;
 pub mod iptables;
 pub mod local;
 pub mod memory;
+pub mod orphans;
 pub mod proxy;
 pub mod raftkv;
 pub mod ssh;
