@@ -31,6 +31,7 @@ pub mod nemesis;
 pub mod net;
 pub mod remote;
 pub mod test;
+pub mod txn;
 
 pub use client::{Client, Completion, Invocation};
 pub use db::{ClockSkew, Db, Kill, Node, Pause, Primary};

@@ -38,6 +38,10 @@ pub struct Test {
     /// Target-specific options (`latency_ms`, `read_mode`, ...), as given.
     #[serde(default)]
     pub target_options: BTreeMap<String, Value>,
+    /// Workload-specific options (`consistency`, `key_count`, `accounts`, ...), every one the
+    /// workload used, with its defaults filled in.
+    #[serde(default)]
+    pub workload_options: BTreeMap<String, Value>,
     pub limits: Limits,
     /// When the run started, UTC, as `YYYYMMDDTHHMMSS.mmmZ` (also the run's directory name).
     pub start_time: String,
@@ -96,6 +100,7 @@ impl Test {
             seed,
             bugs: Vec::new(),
             target_options: BTreeMap::new(),
+            workload_options: BTreeMap::new(),
             limits: Limits::default(),
             start_time: String::new(),
             argv: Vec::new(),

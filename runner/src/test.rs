@@ -75,9 +75,49 @@ pub struct TestArgs {
     #[arg(long = "var", value_name = "NAME=VALUE", requires = "target_file")]
     vars: Vec<String>,
 
-    /// The workload: register, set.
+    /// The workload: register, set, list-append, rw-register, bank.
     #[arg(long, default_value = "register")]
     workload: String,
+
+    /// Transactional workloads: the consistency models the history must satisfy,
+    /// comma-separated (strict-serializable, serializable, snapshot-isolation,
+    /// repeatable-read, read-committed, ...). Default strict-serializable.
+    #[arg(long)]
+    consistency: Option<String>,
+
+    /// list-append, rw-register: live keys at any time (default 10; rw-register 3).
+    #[arg(long)]
+    key_count: Option<u64>,
+
+    /// list-append, rw-register: how keys are drawn (default exponential; rw-register
+    /// uniform).
+    #[arg(long, value_parser = ["uniform", "exponential"])]
+    key_dist: Option<String>,
+
+    /// list-append, rw-register: the fewest micro-operations in a transaction (default 1;
+    /// rw-register 2).
+    #[arg(long)]
+    min_txn_length: Option<u64>,
+
+    /// list-append, rw-register: the most micro-operations in a transaction (default 4).
+    #[arg(long)]
+    max_txn_length: Option<u64>,
+
+    /// list-append, rw-register: writes to a key before a fresh key replaces it (default 32).
+    #[arg(long)]
+    max_writes_per_key: Option<u64>,
+
+    /// bank: how many accounts (default 5).
+    #[arg(long)]
+    accounts: Option<u64>,
+
+    /// bank: the money in the bank (default 100).
+    #[arg(long)]
+    total: Option<i64>,
+
+    /// bank: the largest amount one transfer moves (default 5).
+    #[arg(long)]
+    max_transfer: Option<i64>,
 
     /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Default:
     /// partition,pause,kill for raftkv, none for memory.
@@ -644,10 +684,47 @@ fn test_config(
         seed,
         bugs: args.bugs.clone(),
         target_options,
+        workload_options: workload_options(args),
         limits,
         start_time: start_time.to_string(),
         argv: argv.to_vec(),
     }
+}
+
+/// The workload options the flags give (`--consistency`, `--key-count`, ...); the workload
+/// fills in its defaults for the rest.
+fn workload_options(args: &TestArgs) -> BTreeMap<String, Value> {
+    let mut options = BTreeMap::new();
+    if let Some(models) = &args.consistency {
+        let names: Vec<&str> = models.split(',').map(str::trim).collect();
+        options.insert("consistency".to_string(), json!(names));
+    }
+    for (name, value) in workload_numbers(args) {
+        options.insert(name.replace('-', "_"), value);
+    }
+    if let Some(dist) = &args.key_dist {
+        options.insert("key_dist".to_string(), json!(dist));
+    }
+    options
+}
+
+/// The numeric workload flags that were given, by flag name.
+fn workload_numbers(args: &TestArgs) -> Vec<(&'static str, Value)> {
+    [
+        ("key-count", args.key_count.map(|n| json!(n))),
+        ("min-txn-length", args.min_txn_length.map(|n| json!(n))),
+        ("max-txn-length", args.max_txn_length.map(|n| json!(n))),
+        (
+            "max-writes-per-key",
+            args.max_writes_per_key.map(|n| json!(n)),
+        ),
+        ("accounts", args.accounts.map(|n| json!(n))),
+        ("total", args.total.map(|n| json!(n))),
+        ("max-transfer", args.max_transfer.map(|n| json!(n))),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name, v)))
+    .collect()
 }
 
 /// The command that reruns this run.
@@ -667,6 +744,23 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     );
     if !args.bugs.is_empty() {
         cmd.push_str(&format!(" --bug {}", args.bugs.join(",")));
+    }
+    // The model decides the verdict, so the rerun names it even when it was the default.
+    match &args.consistency {
+        Some(models) => cmd.push_str(&format!(" --consistency {models}")),
+        None if faultline_workloads::TXN_NAMES.contains(&args.workload.as_str()) => {
+            cmd.push_str(&format!(
+                " --consistency {}",
+                faultline_workloads::txn::DEFAULT_CONSISTENCY.as_str()
+            ))
+        }
+        None => {}
+    }
+    for (flag, value) in workload_numbers(args) {
+        cmd.push_str(&format!(" --{flag} {value}"));
+    }
+    if let Some(dist) = &args.key_dist {
+        cmd.push_str(&format!(" --key-dist {dist}"));
     }
     for var in &args.vars {
         cmd.push_str(&format!(" --var {}", shell_quote(var)));
@@ -761,6 +855,8 @@ fn run_one(
         }
     }
     let workload = faultline_workloads::build(&test)?;
+    // test.json records every workload option the run used, defaults included.
+    test.workload_options = workload.options.clone();
     set_log_file(Some(
         File::create(dir.join("faultline.log")).context("creating faultline.log")?,
     ));

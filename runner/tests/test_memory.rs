@@ -349,11 +349,11 @@ fn targets_and_faults_not_built_yet_are_bad_arguments() {
                 "--target",
                 "memory",
                 "--workload",
-                "bank",
+                "lock",
                 "--store",
                 s,
             ],
-            "workload \"bank\" is not available yet",
+            "workload \"lock\" is not available yet",
         ),
         (
             vec![

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod custom;
 pub mod daemon;
 pub mod etcd;
+pub mod etcd_txn;
 pub mod http;
 pub mod iptables;
 pub mod local;
@@ -81,6 +82,12 @@ pub enum TargetError {
     },
     #[error("target {target} cannot run the {workload} workload")]
     UnsupportedWorkload { target: String, workload: String },
+    #[error("target {target}: bug {bug} does not apply to the {workload} workload")]
+    BugNotApplicable {
+        target: String,
+        bug: String,
+        workload: String,
+    },
     #[error("target {target}: the test gives addresses, but no address for node {node:?}")]
     MissingAddress { target: String, node: String },
     #[error("target {target}: option {option}: {why}")]

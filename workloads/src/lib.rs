@@ -7,6 +7,11 @@
 //! [`faultline_core::Client`] with `test.concurrency` workers and streams every event to
 //! `history.jsonl`.
 //!
+//! Workloads: [`register`] (linearizability per key), [`set`], and the transactional
+//! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
+//! in `test.workload_options`) and [`bank`]. What a client of a transactional workload
+//! receives and must answer is written in [`faultline_core::txn`].
+//!
 //! ```
 //! use faultline_core::Test;
 //! let test = Test::example("memory", "register", 42);
@@ -20,21 +25,27 @@
 //! history; and the history is written by one thread in the order events reach it, which is
 //! real-time order (see [`interpreter`]).
 
+pub mod bank;
 pub mod clock;
 pub mod generator;
 pub mod interpreter;
 pub mod register;
 pub mod set;
+pub mod txn;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 
+use faultline_checker::txn::DataModel;
 use faultline_checker::Validity;
 use faultline_core::{HarnessError, History, Test};
 
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 2] = ["register", "set"];
+pub const NAMES: [&str; 5] = ["register", "set", "list-append", "rw-register", "bank"];
+/// The transactional workloads: they take `--consistency` and the key and length options.
+pub const TXN_NAMES: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Every workload name `CONTRACTS.md` promises, available or not.
 pub const CONTRACT_NAMES: [&str; 13] = [
     "register",
@@ -55,10 +66,19 @@ pub const CONTRACT_NAMES: [&str; 13] = [
 /// Errors of running a workload.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("unknown workload {0:?}; available: register, set")]
+    #[error("unknown workload {0:?}; available: {names}", names = NAMES.join(", "))]
     Unknown(String),
-    #[error("workload {0:?} is not available yet: only register and set can run today")]
+    #[error(
+        "workload {0:?} is not available yet: only {names} can run today",
+        names = NAMES.join(", ")
+    )]
     NotAvailable(String),
+    #[error("workload {workload}: option {option}: {why}")]
+    BadOption {
+        workload: String,
+        option: String,
+        why: String,
+    },
     #[error(transparent)]
     Harness(#[from] HarnessError),
     #[error("writing the history: {0}")]
@@ -70,6 +90,8 @@ pub enum WorkloadError {
 /// A workload: what to do, and how to judge the history.
 pub struct Workload {
     pub name: &'static str,
+    /// Every option the workload runs with, defaults filled in (recorded in `test.json`).
+    pub options: BTreeMap<String, Value>,
     /// Endless operations for the main phase.
     pub generator: BoxGen,
     /// Operations after the main phase has completed (final reads).
@@ -99,11 +121,25 @@ impl Checked {
     }
 }
 
-/// The workload `test.workload` names.
+/// The workload `test.workload` names, with `test.workload_options`. Options are the
+/// transactional workloads' (see [`txn`] and [`bank`]); the register and set workloads take
+/// none.
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
+    if !TXN_NAMES.contains(&test.workload.as_str()) {
+        if let Some(option) = test.workload_options.keys().next() {
+            return Err(WorkloadError::BadOption {
+                workload: test.workload.clone(),
+                option: option.clone(),
+                why: "this workload takes no options".into(),
+            });
+        }
+    }
     match test.workload.as_str() {
         "register" => Ok(register::workload()),
         "set" => Ok(set::workload()),
+        "list-append" => txn::workload(test, DataModel::ListAppend),
+        "rw-register" => txn::workload(test, DataModel::RwRegister),
+        "bank" => bank::workload(test),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }

@@ -60,6 +60,7 @@ fn generator_counted(keys_used: Arc<AtomicU64>) -> BoxGen {
 pub fn workload() -> Workload {
     let keys_used = Arc::new(AtomicU64::new(0));
     Workload {
+        options: Default::default(),
         name: "register",
         generator: generator_counted(keys_used.clone()),
         final_generator: Some(generator::each_key(

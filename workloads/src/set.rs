@@ -34,6 +34,7 @@ pub fn final_generator() -> BoxGen {
 
 pub fn workload() -> Workload {
     Workload {
+        options: Default::default(),
         name: "set",
         generator: generator(),
         final_generator: Some(final_generator()),
