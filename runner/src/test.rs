@@ -175,6 +175,12 @@ pub struct TestArgs {
     #[arg(long)]
     sync_reads: bool,
 
+    /// How clock faults move a node's clock: `faketime` (the default: libfaketime per node
+    /// process, works anywhere) or `system` (step each host's system clock with `date -s`;
+    /// only with --hosts, as root, with the hosts' time daemons stopped).
+    #[arg(long, value_parser = ["faketime", "system"])]
+    clock: Option<String>,
+
     /// Run on N network-namespace hosts of a lab on this machine (root): the lab named by
     /// --lab-name if it is up with at least N hosts, else one brought up for this run and
     /// taken down at its end.
@@ -451,6 +457,7 @@ pub fn run(args: TestArgs) -> ExitCode {
     let seed = args.seed.unwrap_or_else(rand::random);
     // The seed first, before anything can fail, so every run can be reproduced.
     eprintln!("faultline test: seed {seed}");
+    crate::heal::before_run("test");
     let session = match Session::start() {
         Ok(session) => session,
         Err(e) => {
@@ -514,6 +521,13 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
             "memory" => vec!["none".into()],
             _ => vec!["partition".into(), "pause".into(), "kill".into()],
         };
+    }
+    if args.clock.as_deref() == Some("system") && args.hosts.is_empty() {
+        bail!(
+            "--clock system needs --hosts: local nodes and lab hosts share this machine's \
+             kernel clock, so stepping it would move every node and the harness together \
+             (the default, --clock faketime, skews each node alone)"
+        );
     }
     let cluster = validate_placement(args)?;
     // Build everything once now, so a bad name is a bad argument before any directory exists.
@@ -645,6 +659,9 @@ fn test_config(
     if let Some(mode) = &args.read_mode {
         target_options.insert("read_mode".to_string(), json!(mode));
     }
+    if let Some(clock) = &args.clock {
+        target_options.insert("clock".to_string(), json!(clock));
+    }
     if args.sync_reads {
         target_options.insert("sync_reads".to_string(), json!(true));
     }
@@ -763,6 +780,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     }
     if args.sync_reads {
         cmd.push_str(" --sync-reads");
+    }
+    if let Some(clock) = &args.clock {
+        cmd.push_str(&format!(" --clock {clock}"));
     }
     if let Some(count) = args.lab {
         cmd.push_str(&format!(" --lab {count}"));

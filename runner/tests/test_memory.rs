@@ -321,6 +321,12 @@ fn targets_and_faults_not_built_yet_are_bad_arguments() {
         ),
         (
             vec![
+                "test", "--target", "raftkv", "--clock", "system", "--store", s,
+            ],
+            "--clock system needs --hosts",
+        ),
+        (
+            vec![
                 "test",
                 "--target",
                 "memory",

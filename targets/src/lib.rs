@@ -39,9 +39,11 @@ pub mod http;
 pub mod iptables;
 pub mod local;
 pub mod memory;
+pub mod orphans;
 pub mod proxy;
 pub mod raftkv;
 pub mod ssh;
+pub mod system_clock;
 pub mod zookeeper;
 
 use std::sync::Arc;
@@ -98,7 +100,31 @@ pub enum TargetError {
 
 /// The target `test.target` names, configured from `test.bugs` and `test.target_options`;
 /// with option `target_file`, the store that file describes (`test.target` is then its name).
+///
+/// With option `clock` = `"system"`, clock faults step each host's system clock
+/// ([`system_clock`], for `--hosts`) instead of the target's own libfaketime clock.
 pub fn build(test: &Test) -> Result<Target, TargetError> {
+    // The clock option is this function's: the target itself never sees it.
+    let mut own = test.clone();
+    let clock = own.target_options.remove("clock");
+    let mut target = build_target(&own)?;
+    match clock.as_ref().map(|c| c.as_str()) {
+        None | Some(Some("faketime")) => {}
+        Some(Some("system")) => {
+            target.db = Arc::new(system_clock::SystemClockDb::new(target.db));
+        }
+        Some(other) => {
+            return Err(TargetError::BadOption {
+                target: test.target.clone(),
+                option: "clock".to_string(),
+                why: format!("{other:?} is not a clock: faketime or system"),
+            })
+        }
+    }
+    Ok(target)
+}
+
+fn build_target(test: &Test) -> Result<Target, TargetError> {
     if test.target_options.contains_key("target_file") {
         return custom::target(test);
     }

@@ -571,6 +571,8 @@ impl RaftkvDb {
             .stderr(log)
             // A FAKETIME in the harness's environment would override the offset file.
             .env_remove("FAKETIME")
+            // A paused node cannot notice its parent's death: `faultline heal` finds it.
+            .env(crate::orphans::MARKER, crate::orphans::marker())
             .kill_on_drop(true);
         if !self.bugs.is_empty() {
             command.arg("--bug").arg(self.bugs.join(","));
