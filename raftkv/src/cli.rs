@@ -22,6 +22,8 @@ pub const AFTER_HELP: &str = r#"CLIENT API (HTTP/1.1 + JSON on --listen-client; 
   DELETE /kv/{key}                                             -> {"ok":true,"index":I}
   POST   /txn                   body: [["r","x",null],["w","y",1],["append","z",3]]
                                 -> {"ok":true,"value":[["r","x",V],["w","y",1],["append","z",3]]}
+                                ["cas",k,[E,N]] writes N if k holds E (null: absent), else
+                                the whole txn aborts: 409 compare-failed
   GET    /status                -> {"ok":true,"id","term","leader","role","commit","applied",...}
 
   Followers forward requests to the leader over the peer link and relay its answer.

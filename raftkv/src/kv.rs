@@ -2,7 +2,10 @@
 //!
 //! Commands are applied in log order and deterministically: the same log gives every replica
 //! the same map. Values are JSON. Multi-key transactions are lists of micro-ops written as
-//! Elle writes them: `["r", k, null]`, `["w", k, v]`, `["append", k, v]`.
+//! Elle writes them: `["r", k, null]`, `["w", k, v]`, `["append", k, v]`, and
+//! `["cas", k, [expected, new]]`, which writes `new` if `k` holds `expected` (null: absent)
+//! and otherwise aborts the whole transaction, so a client can commit a read-modify-write of
+//! several keys only if none changed since it read them (a bank transfer).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,13 @@ pub enum MicroOp {
     Write { key: String, value: Value },
     /// `["append", k, v]`: appends v to the array at k, creating it.
     Append { key: String, value: Value },
+    /// `["cas", k, [expected, new]]`: writes `new` if k holds `expected`; otherwise the whole
+    /// transaction aborts and nothing of it is applied.
+    Cas {
+        key: String,
+        expected: Value,
+        new: Value,
+    },
 }
 
 impl MicroOp {
@@ -28,7 +38,8 @@ impl MicroOp {
         match self {
             MicroOp::Read { key, .. }
             | MicroOp::Write { key, .. }
-            | MicroOp::Append { key, .. } => key,
+            | MicroOp::Append { key, .. }
+            | MicroOp::Cas { key, .. } => key,
         }
     }
 
@@ -43,6 +54,9 @@ impl From<MicroOp> for (String, String, Value) {
             MicroOp::Read { key, value } => ("r".into(), key, value),
             MicroOp::Write { key, value } => ("w".into(), key, value),
             MicroOp::Append { key, value } => ("append".into(), key, value),
+            MicroOp::Cas { key, expected, new } => {
+                ("cas".into(), key, Value::Array(vec![expected, new]))
+            }
         }
     }
 }
@@ -55,6 +69,15 @@ impl TryFrom<(String, String, Value)> for MicroOp {
             "r" => Ok(MicroOp::Read { key, value }),
             "w" => Ok(MicroOp::Write { key, value }),
             "append" => Ok(MicroOp::Append { key, value }),
+            "cas" => match value {
+                Value::Array(pair) if pair.len() == 2 => {
+                    let mut pair = pair.into_iter();
+                    let expected = pair.next().expect("two elements");
+                    let new = pair.next().expect("two elements");
+                    Ok(MicroOp::Cas { key, expected, new })
+                }
+                other => Err(format!("a cas micro-op takes [expected, new], not {other}")),
+            },
             other => Err(format!("unknown micro-op {other:?}")),
         }
     }
@@ -80,7 +103,8 @@ pub enum Command {
     Delete {
         key: String,
     },
-    /// Applied atomically at one log index: serializable.
+    /// Applied atomically at one log index: serializable. Aborts (nothing applied) when a
+    /// `cas` micro-op's comparison fails.
     Txn {
         ops: Vec<MicroOp>,
     },
@@ -120,8 +144,23 @@ pub enum Outcome {
     Cas { swapped: bool, current: Value },
     /// Txn: the micro-ops with reads filled in.
     Txn(Vec<MicroOp>),
-    /// A snapshot-isolation txn lost a write-write conflict.
+    /// A txn whose `cas` comparison failed, or a snapshot-isolation txn that lost a
+    /// write-write conflict: nothing was written.
     Aborted,
+}
+
+/// The list at a key after appending `value` to what it held.
+fn appended(current: Value, value: &Value) -> Value {
+    Value::Array(match current {
+        Value::Array(mut items) => {
+            items.push(value.clone());
+            items
+        }
+        Value::Null => vec![value.clone()],
+        // Appending to a non-list replaces it with a list rather than failing the whole
+        // transaction: deterministic, and the history shows it.
+        other => vec![other, value.clone()],
+    })
 }
 
 /// The replicated map, with the log index that last wrote each key (for the snapshot
@@ -181,18 +220,25 @@ impl Kv {
                 self.written_at.insert(key.clone(), index);
                 Outcome::Done
             }
-            Command::Txn { ops } => Outcome::Txn(
-                ops.iter()
-                    .map(|op| self.apply_micro_op(index, op))
-                    .collect(),
-            ),
+            Command::Txn { ops } => {
+                if !self.compares_hold(ops) {
+                    return Outcome::Aborted;
+                }
+                Outcome::Txn(
+                    ops.iter()
+                        .map(|op| self.apply_micro_op(index, op))
+                        .collect(),
+                )
+            }
             Command::TxnSnapshotIsolation { read_index, writes } => {
                 let conflict = writes.iter().any(|op| {
                     self.written_at
                         .get(op.key())
                         .is_some_and(|&at| at > *read_index)
                 });
-                if conflict {
+                // With no conflict every written key is as the snapshot saw it, so its cas
+                // comparisons hold now exactly when they held in the read phase.
+                if conflict || !self.compares_hold(writes) {
                     return Outcome::Aborted;
                 }
                 writes.iter().for_each(|op| {
@@ -208,6 +254,30 @@ impl Kv {
         self.written_at.insert(key.to_string(), index);
     }
 
+    /// Whether every `cas` of `ops` would find its expected value, each seeing the writes of
+    /// the micro-ops before it. Pure: decides whether a transaction aborts before any of it
+    /// is applied.
+    fn compares_hold(&self, ops: &[MicroOp]) -> bool {
+        let mut written: BTreeMap<&str, Value> = BTreeMap::new();
+        for op in ops {
+            let key = op.key();
+            let current = || written.get(key).cloned().unwrap_or_else(|| self.get(key));
+            let after = match op {
+                MicroOp::Read { .. } => continue,
+                MicroOp::Write { value, .. } => value.clone(),
+                MicroOp::Append { value, .. } => appended(current(), value),
+                MicroOp::Cas { expected, new, .. } => {
+                    if current() != *expected {
+                        return false;
+                    }
+                    new.clone()
+                }
+            };
+            written.insert(key, after);
+        }
+        true
+    }
+
     fn apply_micro_op(&mut self, index: u64, op: &MicroOp) -> MicroOp {
         match op {
             MicroOp::Read { key, .. } => MicroOp::Read {
@@ -219,17 +289,13 @@ impl Kv {
                 op.clone()
             }
             MicroOp::Append { key, value } => {
-                let list = match self.get(key) {
-                    Value::Array(mut items) => {
-                        items.push(value.clone());
-                        items
-                    }
-                    Value::Null => vec![value.clone()],
-                    // Appending to a non-list replaces it with a list rather than failing the
-                    // whole transaction: deterministic, and the history shows it.
-                    other => vec![other, value.clone()],
-                };
-                self.write(index, key, Value::Array(list));
+                let list = appended(self.get(key), value);
+                self.write(index, key, list);
+                op.clone()
+            }
+            // The comparison was checked for the whole transaction before anything applied.
+            MicroOp::Cas { key, new, .. } => {
+                self.write(index, key, new.clone());
                 op.clone()
             }
         }
@@ -372,6 +438,53 @@ mod tests {
                 value: json!([1, 2])
             }
         );
+    }
+
+    #[test]
+    fn a_failed_cas_aborts_the_whole_transaction() {
+        let mut kv = Kv::new();
+        kv.apply(
+            1,
+            &Command::Put {
+                key: "a".into(),
+                value: json!(10),
+            },
+        );
+        let transfer = |from: i64, to: Value| Command::Txn {
+            ops: ops(json!([
+                ["cas", "a", [from, from - 3]],
+                ["cas", "b", [to, 3]]
+            ])),
+        };
+        // b is absent: null compares equal.
+        assert!(matches!(
+            kv.apply(2, &transfer(10, Value::Null)),
+            Outcome::Txn(_)
+        ));
+        assert_eq!((kv.get("a"), kv.get("b")), (json!(7), json!(3)));
+        // a is no longer 10: nothing applies, not even b's (matching) cas.
+        assert_eq!(kv.apply(3, &transfer(10, json!(3))), Outcome::Aborted);
+        assert_eq!((kv.get("a"), kv.get("b")), (json!(7), json!(3)));
+        // A cas sees the transaction's earlier writes.
+        let txn = Command::Txn {
+            ops: ops(json!([
+                ["w", "c", 1],
+                ["cas", "c", [1, 2]],
+                ["r", "c", null]
+            ])),
+        };
+        let Outcome::Txn(result) = kv.apply(4, &txn) else {
+            panic!("committed")
+        };
+        assert_eq!(
+            serde_json::to_value(&result[2]).unwrap(),
+            json!(["r", "c", 2])
+        );
+        assert_eq!(
+            serde_json::to_value(ops(json!([["cas", "k", [null, 1]]]))).unwrap(),
+            json!([["cas", "k", [null, 1]]])
+        );
+        assert!(serde_json::from_value::<Vec<MicroOp>>(json!([["cas", "k", 1]])).is_err());
     }
 
     #[test]

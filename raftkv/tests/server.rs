@@ -306,6 +306,16 @@ fn three_nodes_serve_put_get_cas_delete_and_txn_from_any_node() {
             ["r", "z", [3, 4]]
         ])
     );
+    // A cas micro-op that fails aborts the whole transaction (a bank transfer's commit).
+    let (code, body) = txn(l, json!([["cas", "y", [1, 0]], ["cas", "x", [9, 0]]]));
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["error"], json!("compare-failed"));
+    assert_eq!(body["definite"], json!(true));
+    assert_eq!(get(l, "y").1["value"], json!(1), "nothing of it applied");
+    let (code, body) = txn(f, json!([["cas", "y", [1, 0]], ["cas", "new", [null, 1]]]));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(l, "y").1["value"], json!(0));
+    assert_eq!(get(l, "new").1["value"], json!(1));
 
     assert_eq!(request(f, "DELETE", "/kv/x", None).0, 200);
     assert_eq!(get(l, "x"), (200, json!({"ok": true, "value": null})));

@@ -7,6 +7,7 @@
 
 mod check;
 mod check_txn;
+mod heal;
 mod lab;
 mod raftkv_server;
 mod report;
@@ -44,6 +45,8 @@ enum Command {
     TestAll(test_all::TestAllArgs),
     /// Network-namespace hosts with sshd on this machine (root): up, down, status.
     Lab(lab::LabArgs),
+    /// Kill what a harness killed mid-run left on this machine (daemons, paused nodes).
+    Heal(heal::HealArgs),
     /// Rebuild the HTML report of stored runs (`store/<test>/<timestamp>`).
     Report(report::ReportArgs),
     /// Browse the store over HTTP: every run, its report and its files.
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(*args),
         Command::TestAll(args) => test_all::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Heal(args) => heal::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),
         Command::RaftkvServer(args) => raftkv_server::run(args),

@@ -149,7 +149,8 @@ pub struct TestArgs {
     store: PathBuf,
 
     /// Deliberate bugs to switch on in the target (comma-separated or repeated). memory:
-    /// stale-read, lost-write.
+    /// stale-read, lost-write (register, set), snapshot-isolation-txn (list-append,
+    /// rw-register, bank); raftkv: its bug switches (docs/raftkv.md).
     #[arg(long = "bug", value_delimiter = ',')]
     bugs: Vec<String>,
 
@@ -176,6 +177,12 @@ pub struct TestArgs {
     /// postgres: the isolation level of every transaction (default serializable).
     #[arg(long, value_parser = ["read-committed", "repeatable-read", "serializable"])]
     isolation: Option<String>,
+
+    /// How clock faults move a node's clock: `faketime` (the default: libfaketime per node
+    /// process, works anywhere) or `system` (step each host's system clock with `date -s`;
+    /// only with --hosts, as root, with the hosts' time daemons stopped).
+    #[arg(long, value_parser = ["faketime", "system"])]
+    clock: Option<String>,
 
     /// Run on N network-namespace hosts of a lab on this machine (root): the lab named by
     /// --lab-name if it is up with at least N hosts, else one brought up for this run and
@@ -453,6 +460,7 @@ pub fn run(args: TestArgs) -> ExitCode {
     let seed = args.seed.unwrap_or_else(rand::random);
     // The seed first, before anything can fail, so every run can be reproduced.
     eprintln!("faultline test: seed {seed}");
+    crate::heal::before_run("test");
     let session = match Session::start() {
         Ok(session) => session,
         Err(e) => {
@@ -518,6 +526,13 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
             "postgres" => vec!["pause".into(), "kill".into()],
             _ => vec!["partition".into(), "pause".into(), "kill".into()],
         };
+    }
+    if args.clock.as_deref() == Some("system") && args.hosts.is_empty() {
+        bail!(
+            "--clock system needs --hosts: local nodes and lab hosts share this machine's \
+             kernel clock, so stepping it would move every node and the harness together \
+             (the default, --clock faketime, skews each node alone)"
+        );
     }
     let cluster = validate_placement(args)?;
     // Build everything once now, so a bad name is a bad argument before any directory exists.
@@ -649,6 +664,9 @@ fn test_config(
     if let Some(mode) = &args.read_mode {
         target_options.insert("read_mode".to_string(), json!(mode));
     }
+    if let Some(clock) = &args.clock {
+        target_options.insert("clock".to_string(), json!(clock));
+    }
     if args.sync_reads {
         target_options.insert("sync_reads".to_string(), json!(true));
     }
@@ -738,8 +756,16 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     if !args.bugs.is_empty() {
         cmd.push_str(&format!(" --bug {}", args.bugs.join(",")));
     }
-    if let Some(models) = &args.consistency {
-        cmd.push_str(&format!(" --consistency {models}"));
+    // The model decides the verdict, so the rerun names it even when it was the default.
+    match &args.consistency {
+        Some(models) => cmd.push_str(&format!(" --consistency {models}")),
+        None if faultline_workloads::TXN_NAMES.contains(&args.workload.as_str()) => {
+            cmd.push_str(&format!(
+                " --consistency {}",
+                faultline_workloads::txn::DEFAULT_CONSISTENCY.as_str()
+            ))
+        }
+        None => {}
     }
     for (flag, value) in workload_numbers(args) {
         cmd.push_str(&format!(" --{flag} {value}"));
@@ -767,6 +793,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     }
     if let Some(isolation) = &args.isolation {
         cmd.push_str(&format!(" --isolation {isolation}"));
+    }
+    if let Some(clock) = &args.clock {
+        cmd.push_str(&format!(" --clock {clock}"));
     }
     if let Some(count) = args.lab {
         cmd.push_str(&format!(" --lab {count}"));

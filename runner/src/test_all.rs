@@ -321,6 +321,7 @@ pub fn run(args: TestAllArgs) -> ExitCode {
             }
         }
     }
+    crate::heal::before_run("test-all");
     let session = match Session::start() {
         Ok(session) => session,
         Err(e) => {

@@ -743,6 +743,80 @@ fn raftkv_etcd_and_zookeeper_in_the_lab_are_valid_under_faults() {
     let _ = std::fs::remove_dir_all(&store);
 }
 
+/// etcd's transactions through the JSON gateway (read at one revision, then a txn comparing
+/// every read key's revision): list-append on 3 lab hosts under partitions and kills is
+/// strict serializable, and transactions did commit and conflict.
+#[test]
+fn etcd_list_append_in_the_lab_is_strict_serializable_under_faults() {
+    if !root() {
+        return;
+    }
+    let _one_at_a_time = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let name = lab_name('t');
+    let _guard = Down(name.clone());
+    let up = faultline(&["lab", "up", "--hosts", "3", "--name", &name]);
+    assert!(up.status.success(), "{}", text(&up));
+    let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let out = faultline(&[
+        "test",
+        "--target",
+        "etcd",
+        "--workload",
+        "list-append",
+        "--lab",
+        "3",
+        "--lab-name",
+        &name,
+        "--nemesis",
+        "partition,kill",
+        "--time-limit",
+        "10",
+        "--seed",
+        "5",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!(
+        "etcd list-append in the lab: {} / {}",
+        line_starting(&stdout, "recorded"),
+        line_starting(&stdout, "verdict")
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.contains("verdict: valid [transactional]"),
+        "{stdout}"
+    );
+    let run = store.join("latest").canonicalize().unwrap();
+    let events: Vec<Value> = std::fs::read_to_string(run.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let committed_appends = events
+        .iter()
+        .filter(|e| e["type"] == "ok" && e["f"] == "txn")
+        .filter(|e| {
+            e["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m[0] == "append")
+        })
+        .count();
+    assert!(committed_appends > 50, "{committed_appends}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "fail" && e["error"] == "compare-failed"),
+        "concurrent transactions conflicted at commit"
+    );
+    let faults = nemesis_events(&run.join("history.jsonl"));
+    assert!(faults.iter().any(|f| f != "heal"), "{faults:?}");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
 /// A `faultline test` killed with SIGKILL in the middle of a run, with a node paused or cut
 /// off: the history on disk is still checkable, and `lab down` then leaves no namespace, rule,
 /// stopped or orphaned process behind.

@@ -353,6 +353,12 @@ fn unknown_or_unsuitable_targets_workloads_and_faults_are_bad_arguments() {
         ),
         (
             vec![
+                "test", "--target", "raftkv", "--clock", "system", "--store", s,
+            ],
+            "--clock system needs --hosts",
+        ),
+        (
+            vec![
                 "test",
                 "--target",
                 "memory",

@@ -20,7 +20,9 @@
 //! comparing the VALUE with `old`; a txn reply without `succeeded` is `fail` /
 //! `compare-failed`. Values are stored as their JSON text (an integer as decimal text) and
 //! parsed back. How errors map to `ok` / `fail` / `info`: [`classify_reply`] and
-//! `docs/targets.md`.
+//! `docs/targets.md`. Transactions (list-append, rw-register) and the bank's transfers and
+//! reads are optimistic: a read of every key at one revision, then a `/v3/kv/txn` that commits
+//! the writes only if no key read changed (`mod_revision` comparisons); see [`crate::etcd_txn`].
 //!
 //! Options: `nodes`, `data_dir`, `read_mode` (`linearizable` | `serializable`), `program`,
 //! `request_timeout_ms`, `ready_timeout_ms`.
@@ -37,12 +39,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_core::remote::{Command, Signal};
+use faultline_core::txn::{parse_txn, Bank, Transfer};
 use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Primary, Test,
 };
 
 use crate::cluster::{self, log_tail, resolve, Cluster, Endpoint, Options};
 use crate::daemon::{self, Daemon};
+use crate::etcd_txn::{self, Read};
 use crate::http::{Connection, RequestError, Response};
 use crate::{Target, TargetError};
 
@@ -556,10 +560,29 @@ pub fn classify_reply(op: &Invocation, response: &Response) -> Completion {
     }
 }
 
+/// The operations a client speaks: the register workload's, transactions (list-append,
+/// rw-register), or the bank's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    Register,
+    Txn,
+    Bank(Bank),
+}
+
+/// What became of one request.
+enum Delivery {
+    Reply(Response),
+    /// It never left (no connection): the member never saw it.
+    NotSent(String),
+    /// Sent, then no reply (connection lost, timeout): it may still apply.
+    Lost(String),
+}
+
 /// A client of one etcd member (a template until opened).
 #[derive(Debug)]
 pub struct EtcdClient {
     db: Arc<EtcdDb>,
+    mode: ClientMode,
     read_mode: ReadMode,
     request_timeout: Duration,
     addr: Option<SocketAddr>,
@@ -567,46 +590,221 @@ pub struct EtcdClient {
 }
 
 impl EtcdClient {
-    async fn call(&mut self, op: &Invocation) -> Completion {
-        let (path, body) = match request_for(op, self.read_mode) {
-            Ok(request) => request,
-            Err(why) => return Completion::fail(why),
-        };
+    /// One gateway request, bounded by `deadline` (connecting first if needed).
+    async fn post(&mut self, path: &str, body: &Value, deadline: Instant) -> Delivery {
         let Some(addr) = self.addr else {
-            return Completion::fail("not-opened");
+            return Delivery::NotSent("not-opened".into());
         };
-        let deadline = Instant::now() + self.request_timeout;
         if !self
             .connection
             .as_ref()
             .is_some_and(Connection::is_reusable)
         {
             self.connection = None;
-            let limit = Duration::from_millis(CONNECT_TIMEOUT_MS).min(self.request_timeout);
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let limit = Duration::from_millis(CONNECT_TIMEOUT_MS).min(remaining);
             match tokio::time::timeout(limit, Connection::connect(addr)).await {
                 Ok(Ok(connection)) => self.connection = Some(connection),
-                // Nothing was sent: the member never saw this request.
                 Ok(Err(RequestError::Connect(e))) | Ok(Err(RequestError::Lost(e))) => {
-                    return Completion::fail(format!("connect: {e}"))
+                    return Delivery::NotSent(format!("connect: {e}"))
                 }
-                Err(_) => return Completion::fail("connect-timeout"),
+                Err(_) => return Delivery::NotSent("connect-timeout".into()),
             }
         }
         let connection = self.connection.as_mut().expect("connected above");
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, connection.request("POST", path, Some(&body))).await {
-            Ok(Ok(response)) => classify_reply(op, &response),
+        match tokio::time::timeout(remaining, connection.request("POST", path, Some(body))).await {
+            Ok(Ok(response)) => Delivery::Reply(response),
             // Sent, then no reply: the request may still apply. The connection may carry a
             // late reply, so it is never reused.
             Ok(Err(RequestError::Lost(e))) | Ok(Err(RequestError::Connect(e))) => {
                 self.connection = None;
-                indefinite(&op.f, format!("connection-lost: {e}"))
+                Delivery::Lost(format!("connection-lost: {e}"))
             }
             Err(_) => {
                 self.connection = None;
-                indefinite(&op.f, "timeout")
+                Delivery::Lost("timeout".into())
             }
         }
+    }
+
+    async fn call(&mut self, op: &Invocation) -> Completion {
+        let deadline = Instant::now() + self.request_timeout;
+        match (self.mode, op.f.as_str()) {
+            (ClientMode::Register, _) => self.register(op, deadline).await,
+            (ClientMode::Txn, "txn") => self.txn(op, deadline).await,
+            (ClientMode::Bank(bank), "read") => self.bank_read(&bank, deadline).await,
+            (ClientMode::Bank(bank), "transfer") => self.transfer(&bank, op, deadline).await,
+            (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
+        }
+    }
+
+    async fn register(&mut self, op: &Invocation, deadline: Instant) -> Completion {
+        let (path, body) = match request_for(op, self.read_mode) {
+            Ok(request) => request,
+            Err(why) => return Completion::fail(why),
+        };
+        match self.post(path, &body, deadline).await {
+            Delivery::Reply(response) => classify_reply(op, &response),
+            Delivery::NotSent(why) => Completion::fail(why),
+            Delivery::Lost(why) => indefinite(&op.f, why),
+        }
+    }
+
+    /// The read half of a transaction: `keys` at one revision. Any failure is a `fail`: a
+    /// read changes nothing.
+    async fn read_keys(
+        &mut self,
+        keys: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<Read>, Completion> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let serializable = self.read_mode == ReadMode::Serializable;
+        let body = etcd_txn::read_request(keys, serializable);
+        match self.post("/v3/kv/txn", &body, deadline).await {
+            Delivery::Reply(response) if response.status == 200 => {
+                etcd_txn::parse_reads(keys, &response.body)
+                    .map_err(|why| Completion::fail(format!("unreadable reply: {why}")))
+            }
+            Delivery::Reply(response) => Err(match classify_reply(&read_op(), &response) {
+                Completion::Info(why) | Completion::Fail(why) => Completion::Fail(why),
+                Completion::Ok(_) => unreachable!("a non-200 reply is never ok"),
+            }),
+            Delivery::NotSent(why) | Delivery::Lost(why) => Err(Completion::fail(why)),
+        }
+    }
+
+    /// The commit half: compares every read key's revision, puts every write. `ok` with
+    /// `result` when it committed.
+    async fn commit(
+        &mut self,
+        keys: &[String],
+        reads: &[Read],
+        writes: &[(String, Value)],
+        result: Value,
+        deadline: Instant,
+    ) -> Completion {
+        for (_, value) in writes {
+            if let Err(why) = cluster::check_writable(value) {
+                return Completion::fail(why);
+            }
+        }
+        let body = etcd_txn::commit_request(keys, reads, writes);
+        match self.post("/v3/kv/txn", &body, deadline).await {
+            Delivery::Reply(response) if response.status == 200 => {
+                if !response.body.get("header").is_some_and(Value::is_object) {
+                    Completion::info(format!("unreadable reply: {}", response.body))
+                } else if etcd_txn::committed(&response.body) {
+                    Completion::Ok(result)
+                } else {
+                    Completion::fail("compare-failed")
+                }
+            }
+            Delivery::Reply(response) => classify_reply(&write_op(), &response),
+            Delivery::NotSent(why) => Completion::fail(why),
+            Delivery::Lost(why) => Completion::info(why),
+        }
+    }
+
+    /// A list-append / rw-register transaction: read, compute, commit if nothing read
+    /// changed (see [`etcd_txn`]).
+    async fn txn(&mut self, op: &Invocation, deadline: Instant) -> Completion {
+        let ops = match parse_txn(&op.value) {
+            Ok(ops) => ops,
+            Err(why) => return Completion::fail(format!("bad-request: {why}")),
+        };
+        let keys = etcd_txn::keys_to_read(&ops);
+        let reads = match self.read_keys(&keys, deadline).await {
+            Ok(reads) => reads,
+            Err(completion) => return completion,
+        };
+        let plan = match etcd_txn::plan(&ops, &keys, &reads) {
+            Ok(plan) => plan,
+            Err(why) => return Completion::fail(format!("bad-request: {why}")),
+        };
+        if plan.writes.is_empty() {
+            // Reads only: the read request was the whole transaction, at one revision.
+            return Completion::Ok(plan.result);
+        }
+        self.commit(&keys, &reads, &plan.writes, plan.result, deadline)
+            .await
+    }
+
+    /// Every balance at one revision.
+    async fn bank_read(&mut self, bank: &Bank, deadline: Instant) -> Completion {
+        let keys: Vec<String> = (0..bank.accounts).map(|a| a.to_string()).collect();
+        let reads = match self.read_keys(&keys, deadline).await {
+            Ok(reads) => reads,
+            Err(completion) => return completion,
+        };
+        let mut balances = Vec::with_capacity(reads.len());
+        for (account, read) in reads.iter().enumerate() {
+            match balance_of(bank, account as u64, &read.value) {
+                Ok(balance) => balances.push(balance),
+                Err(why) => return Completion::fail(why),
+            }
+        }
+        Completion::Ok(Bank::balances_json(&balances))
+    }
+
+    /// A transfer: read both balances, refuse an overdraft, commit both new balances if
+    /// neither account changed since the read.
+    async fn transfer(&mut self, bank: &Bank, op: &Invocation, deadline: Instant) -> Completion {
+        let t = match Transfer::parse(&op.value, bank) {
+            Ok(t) => t,
+            Err(why) => return Completion::fail(format!("bad-request: {why}")),
+        };
+        let keys = [t.from.to_string(), t.to.to_string()];
+        let reads = match self.read_keys(&keys, deadline).await {
+            Ok(reads) => reads,
+            Err(completion) => return completion,
+        };
+        let (Ok(from), Ok(to)) = (
+            balance_of(bank, t.from, &reads[0].value),
+            balance_of(bank, t.to, &reads[1].value),
+        ) else {
+            return Completion::fail("bad-request: an account does not hold a balance");
+        };
+        if from < t.amount {
+            return Completion::fail("insufficient-funds");
+        }
+        let writes = [
+            (keys[0].clone(), json!(from - t.amount)),
+            (keys[1].clone(), json!(to + t.amount)),
+        ];
+        self.commit(&keys, &reads, &writes, t.to_json(), deadline)
+            .await
+    }
+}
+
+/// An account's balance from what was read: never written = its initial balance.
+fn balance_of(bank: &Bank, account: u64, value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Null => Ok(bank.initial_balance(account)),
+        other => other
+            .as_i64()
+            .ok_or_else(|| format!("account {account} holds {other}, not a balance")),
+    }
+}
+
+/// Stand-ins that tell [`classify_reply`] whether a request could change state.
+fn read_op() -> Invocation {
+    Invocation {
+        process: 0,
+        f: "read".into(),
+        key: None,
+        value: Value::Null,
+    }
+}
+
+fn write_op() -> Invocation {
+    Invocation {
+        process: 0,
+        f: "write".into(),
+        key: None,
+        value: Value::Null,
     }
 }
 
@@ -632,6 +830,7 @@ impl Client for EtcdClient {
             })?;
             Ok(Box::new(EtcdClient {
                 db: self.db.clone(),
+                mode: self.mode,
                 read_mode: self.read_mode,
                 request_timeout: self.request_timeout,
                 addr: Some(addr),
@@ -683,8 +882,19 @@ impl EtcdClient {
     /// A template client of `db` whose reads are served as `read_mode` says, each request
     /// bounded by `request_timeout`.
     pub fn new(db: Arc<EtcdDb>, read_mode: ReadMode, request_timeout: Duration) -> EtcdClient {
+        EtcdClient::with_mode(db, ClientMode::Register, read_mode, request_timeout)
+    }
+
+    /// A template client for the operations `mode` names.
+    pub fn with_mode(
+        db: Arc<EtcdDb>,
+        mode: ClientMode,
+        read_mode: ReadMode,
+        request_timeout: Duration,
+    ) -> EtcdClient {
         EtcdClient {
             db,
+            mode,
             read_mode,
             request_timeout,
             addr: None,
@@ -695,12 +905,23 @@ impl EtcdClient {
 
 /// The etcd target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    if test.workload != "register" {
-        return Err(TargetError::UnsupportedWorkload {
-            target: "etcd".into(),
-            workload: test.workload.clone(),
-        });
-    }
+    let mode = match test.workload.as_str() {
+        "register" => ClientMode::Register,
+        "list-append" | "rw-register" => ClientMode::Txn,
+        "bank" => {
+            ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "etcd".into(),
+                option: "bank".into(),
+                why,
+            })?)
+        }
+        other => {
+            return Err(TargetError::UnsupportedWorkload {
+                target: "etcd".into(),
+                workload: other.to_string(),
+            })
+        }
+    };
     let options = Options::new("etcd", test, &OPTIONS)?;
     let read_mode = match options.string("read_mode")?.as_deref() {
         None | Some("linearizable") => ReadMode::Linearizable,
@@ -719,8 +940,9 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     Ok(Target {
         db: db.clone(),
         nodes: db.nodes().to_vec(),
-        client: Arc::new(EtcdClient::new(
+        client: Arc::new(EtcdClient::with_mode(
             db,
+            mode,
             read_mode,
             Duration::from_millis(request_timeout_ms),
         )),
@@ -902,6 +1124,10 @@ mod tests {
         test.target_options
             .insert("read_mode".into(), json!("serializable"));
         assert!(super::target(&test).is_ok());
+        for workload in ["list-append", "rw-register", "bank"] {
+            test.workload = workload.into();
+            assert!(super::target(&test).is_ok(), "{workload}");
+        }
         test.workload = "set".into();
         assert!(matches!(
             super::target(&test),

@@ -35,14 +35,17 @@ pub mod cluster;
 pub mod custom;
 pub mod daemon;
 pub mod etcd;
+pub mod etcd_txn;
 pub mod http;
 pub mod iptables;
 pub mod local;
 pub mod memory;
+pub mod orphans;
 pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
 pub mod ssh;
+pub mod system_clock;
 pub mod zookeeper;
 
 use std::sync::Arc;
@@ -74,6 +77,12 @@ pub enum TargetError {
     },
     #[error("target {target} cannot run the {workload} workload")]
     UnsupportedWorkload { target: String, workload: String },
+    #[error("target {target}: bug {bug} does not apply to the {workload} workload")]
+    BugNotApplicable {
+        target: String,
+        bug: String,
+        workload: String,
+    },
     #[error("target {target}: the test gives addresses, but no address for node {node:?}")]
     MissingAddress { target: String, node: String },
     #[error("target {target} cannot take the {fault} fault: {why}")]
@@ -92,7 +101,31 @@ pub enum TargetError {
 
 /// The target `test.target` names, configured from `test.bugs` and `test.target_options`;
 /// with option `target_file`, the store that file describes (`test.target` is then its name).
+///
+/// With option `clock` = `"system"`, clock faults step each host's system clock
+/// ([`system_clock`], for `--hosts`) instead of the target's own libfaketime clock.
 pub fn build(test: &Test) -> Result<Target, TargetError> {
+    // The clock option is this function's: the target itself never sees it.
+    let mut own = test.clone();
+    let clock = own.target_options.remove("clock");
+    let mut target = build_target(&own)?;
+    match clock.as_ref().map(|c| c.as_str()) {
+        None | Some(Some("faketime")) => {}
+        Some(Some("system")) => {
+            target.db = Arc::new(system_clock::SystemClockDb::new(target.db));
+        }
+        Some(other) => {
+            return Err(TargetError::BadOption {
+                target: test.target.clone(),
+                option: "clock".to_string(),
+                why: format!("{other:?} is not a clock: faketime or system"),
+            })
+        }
+    }
+    Ok(target)
+}
+
+fn build_target(test: &Test) -> Result<Target, TargetError> {
     if test.target_options.contains_key("target_file") {
         return custom::target(test);
     }

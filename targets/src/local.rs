@@ -114,6 +114,9 @@ impl Remote for LocalRemote {
             use tokio::io::AsyncWriteExt;
             let mut child = tokio::process::Command::new(&command.program)
                 .args(&command.args)
+                // Daemons started through this remote inherit it: `faultline heal` finds
+                // them again if the harness dies (see `crate::orphans`).
+                .env(crate::orphans::MARKER, crate::orphans::marker())
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -1,21 +1,27 @@
 //! `memory`: an in-process, linearizable key-value store with switchable bugs.
 //!
-//! It holds registers (read / write / cas) and grow-only sets (add / read) in maps behind one
-//! mutex, so every operation takes effect atomically at one instant between its invocation and
-//! its completion: linearizable by construction. Bug switches break that on purpose, with the
-//! same names as raftkv's where they mean the same thing in-process:
+//! It holds registers (read / write / cas), grow-only sets (add / read) and transactional
+//! keys (list-append and rw-register transactions, bank transfers and reads; see
+//! [`faultline_core::txn`]) in maps behind one mutex, so every operation takes effect
+//! atomically at one instant between its invocation and its completion: linearizable, and
+//! transactions strict serializable, by construction. Bug switches break that on purpose, with
+//! the same names as raftkv's where they mean the same thing in-process:
 //!
 //! | bug | what it does | what the checkers find |
 //! |---|---|---|
 //! | `stale-read` | reads are served from a replica copy of each key refreshed at most every `replica_lag_ms` (default 20 ms) | register: a read returns a value overwritten before it began (not linearizable); set: stale or lost elements in reads |
 //! | `lost-write` | one in `lost_write_one_in` (default 10) writes and adds is acknowledged and dropped | register: reads miss an acknowledged write (not linearizable); set: lost elements |
+//! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
+//!
+//! `stale-read` and `lost-write` apply to registers and sets; `snapshot-isolation-txn` to the
+//! transactional workloads (asking for a bug the workload cannot show is a bad argument).
 //!
 //! (raftkv's `no-fsync` loses acknowledged writes only when nodes crash together; this store
 //! has no crash, so its bug is named for what it does: `lost-write`.)
 //!
 //! Options (`test.target_options`): `latency_ms` (each operation waits a random time in
 //! `0..=latency_ms`, part before it takes effect and the rest after, so operations overlap as
-//! on a network), `replica_lag_ms`, `lost_write_one_in`.
+//! on a network), `replica_lag_ms`, `lost_write_one_in`, `si_window_ms`.
 //!
 //! Design decision: the store is shared by the db and every client through an `Arc`, and the
 //! db's setup / teardown only open and close it (teardown also empties it); so the lifecycle
@@ -29,12 +35,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 2] = ["stale-read", "lost-write"];
+pub const BUGS: [&str; 3] = ["stale-read", "lost-write", "snapshot-isolation-txn"];
+/// The bugs that break registers and sets.
+const KEY_BUGS: [&str; 2] = ["stale-read", "lost-write"];
+/// The workloads whose operations are transactions.
+const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
+/// Default time between a `snapshot-isolation-txn` transaction's snapshot and its commit.
+pub const DEFAULT_SI_WINDOW_MS: u64 = 2;
 /// Default lag of the `stale-read` replica.
 pub const DEFAULT_REPLICA_LAG_MS: u64 = 20;
 /// Default share of writes `lost-write` drops: one in this many.
@@ -45,6 +58,10 @@ pub const DEFAULT_LOST_WRITE_ONE_IN: u64 = 10;
 pub struct MemoryOptions {
     pub stale_read: bool,
     pub lost_write: bool,
+    /// Transactions read a snapshot and commit later, checking write-write conflicts only.
+    pub snapshot_isolation_txn: bool,
+    /// `snapshot-isolation-txn`: how long after its snapshot a transaction commits.
+    pub si_window: Duration,
     pub replica_lag: Duration,
     pub lost_write_one_in: u64,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
@@ -58,6 +75,8 @@ impl Default for MemoryOptions {
         MemoryOptions {
             stale_read: false,
             lost_write: false,
+            snapshot_isolation_txn: false,
+            si_window: Duration::from_millis(DEFAULT_SI_WINDOW_MS),
             replica_lag: Duration::from_millis(DEFAULT_REPLICA_LAG_MS),
             lost_write_one_in: DEFAULT_LOST_WRITE_ONE_IN,
             latency: Duration::ZERO,
@@ -77,6 +96,7 @@ impl MemoryOptions {
             match bug.as_str() {
                 "stale-read" => options.stale_read = true,
                 "lost-write" => options.lost_write = true,
+                "snapshot-isolation-txn" => options.snapshot_isolation_txn = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -97,6 +117,7 @@ impl MemoryOptions {
             match name.as_str() {
                 "latency_ms" => options.latency = Duration::from_millis(number()?),
                 "replica_lag_ms" => options.replica_lag = Duration::from_millis(number()?),
+                "si_window_ms" => options.si_window = Duration::from_millis(number()?),
                 "lost_write_one_in" => {
                     options.lost_write_one_in = number()?.max(1);
                 }
@@ -108,7 +129,7 @@ impl MemoryOptions {
                         target: "memory".into(),
                         option: name.clone(),
                         why: "unknown option; known: latency_ms, replica_lag_ms, \
-                              lost_write_one_in, data_dir"
+                              lost_write_one_in, si_window_ms, data_dir"
                             .into(),
                     })
                 }
@@ -150,12 +171,31 @@ impl<T: Clone> Versioned<T> {
     }
 }
 
+/// A transactional key's value and the commit that last wrote it.
+#[derive(Debug, Clone)]
+struct Cell {
+    value: Value,
+    written_at: u64,
+}
+
 #[derive(Debug)]
 struct State {
     up: bool,
     registers: HashMap<String, Versioned<Value>>,
     sets: HashMap<String, Versioned<Vec<Value>>>,
+    /// Keys of transactions and bank accounts.
+    cells: HashMap<String, Cell>,
+    /// Transactions committed so far: the version a snapshot is taken at.
+    commits: u64,
     rng: SmallRng,
+}
+
+impl State {
+    fn cell(&self, key: &str) -> Value {
+        self.cells
+            .get(key)
+            .map_or(Value::Null, |cell| cell.value.clone())
+    }
 }
 
 /// Why the store refused an operation (it certainly did not apply).
@@ -165,6 +205,142 @@ pub enum StoreError {
     Down,
     #[error("compare-failed")]
     CompareFailed,
+    /// `snapshot-isolation-txn`: a key the transaction writes changed after its snapshot.
+    #[error("txn-aborted")]
+    Aborted,
+    #[error("insufficient-funds")]
+    InsufficientFunds,
+    #[error("bad-request: {0}")]
+    BadRequest(String),
+}
+
+/// A transaction computed on one state of the store, not yet committed: what it answers, and
+/// the final value of every key it writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The answer: the micro-operations with reads filled in, or a bank read's balances.
+    pub result: Value,
+    writes: Vec<(String, Value)>,
+    /// The number of commits when it read (its snapshot).
+    snapshot: u64,
+}
+
+/// Reads and writes of one transaction over a state: reads see the transaction's own writes.
+struct Overlay<'a> {
+    state: &'a State,
+    writes: Vec<(String, Value)>,
+}
+
+impl<'a> Overlay<'a> {
+    fn new(state: &'a State) -> Self {
+        Overlay {
+            state,
+            writes: Vec::new(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Value {
+        match self.writes.iter().find(|(k, _)| k == key) {
+            Some((_, value)) => value.clone(),
+            None => self.state.cell(key),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        match self.writes.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.writes.push((key.to_string(), value)),
+        }
+    }
+
+    fn prepared(self, result: Value) -> Prepared {
+        Prepared {
+            result,
+            writes: self.writes,
+            snapshot: self.state.commits,
+        }
+    }
+}
+
+/// A list-append / rw-register transaction on `state`.
+fn prepare_txn(state: &State, ops: &[MicroOp]) -> Result<Prepared, StoreError> {
+    let mut overlay = Overlay::new(state);
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let key = op.key_text();
+        let mut done = op.clone();
+        match op.kind {
+            MopKind::Read => done.value = overlay.get(&key),
+            MopKind::Write => overlay.set(&key, op.value.clone()),
+            MopKind::Append => {
+                let list = match overlay.get(&key) {
+                    Value::Null => vec![op.value.clone()],
+                    Value::Array(mut items) => {
+                        items.push(op.value.clone());
+                        items
+                    }
+                    other => {
+                        return Err(StoreError::BadRequest(format!(
+                            "append to key {key}, which holds {other}, not a list"
+                        )))
+                    }
+                };
+                overlay.set(&key, Value::Array(list));
+            }
+        }
+        results.push(done);
+    }
+    Ok(overlay.prepared(txn_json(&results)))
+}
+
+/// An account's balance as the overlay sees it: never written = its initial balance.
+fn balance(overlay: &Overlay<'_>, bank: &Bank, account: u64) -> Result<i64, StoreError> {
+    match overlay.get(&account.to_string()) {
+        Value::Null => Ok(bank.initial_balance(account)),
+        value => value.as_i64().ok_or_else(|| {
+            StoreError::BadRequest(format!("account {account} holds {value}, not a balance"))
+        }),
+    }
+}
+
+/// A bank transfer on `state`: refused when it would overdraw.
+fn prepare_transfer(state: &State, bank: &Bank, t: &Transfer) -> Result<Prepared, StoreError> {
+    let mut overlay = Overlay::new(state);
+    let from = balance(&overlay, bank, t.from)?;
+    let to = balance(&overlay, bank, t.to)?;
+    if from < t.amount {
+        return Err(StoreError::InsufficientFunds);
+    }
+    overlay.set(&t.from.to_string(), Value::from(from - t.amount));
+    overlay.set(&t.to.to_string(), Value::from(to + t.amount));
+    Ok(overlay.prepared(t.to_json()))
+}
+
+/// A read of every balance on `state`.
+fn prepare_balances(state: &State, bank: &Bank) -> Result<Prepared, StoreError> {
+    let overlay = Overlay::new(state);
+    let balances = (0..bank.accounts)
+        .map(|account| balance(&overlay, bank, account))
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(overlay.prepared(Bank::balances_json(&balances)))
+}
+
+/// What one transactional operation does, before it is prepared on a state.
+#[derive(Debug, Clone)]
+pub enum TxnRequest {
+    Txn(Vec<MicroOp>),
+    Transfer(Bank, Transfer),
+    Balances(Bank),
+}
+
+impl TxnRequest {
+    fn prepare(&self, state: &State) -> Result<Prepared, StoreError> {
+        match self {
+            TxnRequest::Txn(ops) => prepare_txn(state, ops),
+            TxnRequest::Transfer(bank, transfer) => prepare_transfer(state, bank, transfer),
+            TxnRequest::Balances(bank) => prepare_balances(state, bank),
+        }
+    }
 }
 
 /// The store itself.
@@ -183,6 +359,8 @@ impl MemoryStore {
                 up: false,
                 registers: HashMap::new(),
                 sets: HashMap::new(),
+                cells: HashMap::new(),
+                commits: 0,
                 rng,
             }),
         }
@@ -221,6 +399,8 @@ impl MemoryStore {
         state.up = false;
         state.registers.clear();
         state.sets.clear();
+        state.cells.clear();
+        state.commits = 0;
     }
 
     /// The register's value; null when never written.
@@ -273,6 +453,56 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Performs a transactional request atomically: strict serializable.
+    pub fn txn(&self, request: &TxnRequest) -> Result<Value, StoreError> {
+        let mut state = self.up()?;
+        let prepared = request.prepare(&state)?;
+        Self::commit(&mut state, &prepared);
+        Ok(prepared.result)
+    }
+
+    /// `snapshot-isolation-txn`, first half: the request computed on the current state (its
+    /// snapshot), nothing written yet.
+    pub fn txn_read_phase(&self, request: &TxnRequest) -> Result<Prepared, StoreError> {
+        let state = self.up()?;
+        request.prepare(&state)
+    }
+
+    /// `snapshot-isolation-txn`, second half: commits what the read phase computed unless a
+    /// key it writes was written after its snapshot (first committer wins). Keys it only read
+    /// are not checked: that is the bug (write skew).
+    pub fn txn_commit(&self, prepared: Prepared) -> Result<Value, StoreError> {
+        let mut state = self.up()?;
+        let conflict = prepared.writes.iter().any(|(key, _)| {
+            state
+                .cells
+                .get(key)
+                .is_some_and(|cell| cell.written_at > prepared.snapshot)
+        });
+        if conflict {
+            return Err(StoreError::Aborted);
+        }
+        Self::commit(&mut state, &prepared);
+        Ok(prepared.result)
+    }
+
+    fn commit(state: &mut State, prepared: &Prepared) {
+        if prepared.writes.is_empty() {
+            return;
+        }
+        state.commits += 1;
+        let written_at = state.commits;
+        for (key, value) in &prepared.writes {
+            state.cells.insert(
+                key.clone(),
+                Cell {
+                    value: value.clone(),
+                    written_at,
+                },
+            );
+        }
+    }
+
     /// The set's elements in the order they were added; empty when never added to.
     pub fn read_set(&self, key: &str) -> Result<Vec<Value>, StoreError> {
         let mut state = self.up()?;
@@ -283,11 +513,14 @@ impl MemoryStore {
     }
 }
 
-/// Which operations a client speaks: the register's or the set's (`read` means either).
+/// Which operations a client speaks: the register's, the set's, transactions (list-append,
+/// rw-register) or the bank's (`read` means what the mode says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Register,
     Set,
+    Txn,
+    Bank(Bank),
 }
 
 /// The memory target's db: one node, `n1`; setup opens the store, teardown closes and empties
@@ -318,6 +551,16 @@ impl Db for MemoryDb {
             self.store.stop();
             Ok(())
         })
+    }
+}
+
+/// What a store outcome means: every refusal is definite (the store checked before changing
+/// anything), so it is a `fail`.
+fn completion(outcome: Result<Value, StoreError>) -> Completion {
+    match outcome {
+        Ok(value) => Completion::Ok(value),
+        Err(StoreError::Down) => Completion::fail("unavailable"),
+        Err(e) => Completion::fail(e.to_string()),
     }
 }
 
@@ -360,12 +603,41 @@ impl MemoryClient {
             (Mode::Set, "read") => store.read_set(&key).map(Value::Array),
             (mode, f) => return Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         };
-        match outcome {
-            Ok(value) => Completion::Ok(value),
-            // Both refusals are definite: the store checked before changing anything.
-            Err(StoreError::CompareFailed) => Completion::fail("compare-failed"),
-            Err(StoreError::Down) => Completion::fail("unavailable"),
+        completion(outcome)
+    }
+
+    /// The transactional request an operation asks for; `Err` is a definite `fail` (nothing
+    /// was done).
+    fn txn_request(&self, op: &Invocation) -> Result<TxnRequest, Completion> {
+        let bad = |why: String| Completion::fail(format!("bad-request: {why}"));
+        match (self.mode, op.f.as_str()) {
+            (Mode::Txn, "txn") => parse_txn(&op.value).map(TxnRequest::Txn).map_err(bad),
+            (Mode::Bank(bank), "transfer") => Transfer::parse(&op.value, &bank)
+                .map(|t| TxnRequest::Transfer(bank, t))
+                .map_err(bad),
+            (Mode::Bank(bank), "read") => Ok(TxnRequest::Balances(bank)),
+            (mode, f) => Err(Completion::fail(format!(
+                "unsupported: {f} in {mode:?} mode"
+            ))),
         }
+    }
+
+    /// Performs a transactional operation: at once, or with `snapshot-isolation-txn` as a read
+    /// phase and, `si_window` later, a commit.
+    async fn apply_txn(&self, op: &Invocation) -> Completion {
+        let request = match self.txn_request(op) {
+            Ok(request) => request,
+            Err(completion) => return completion,
+        };
+        if !self.store.options.snapshot_isolation_txn {
+            return completion(self.store.txn(&request));
+        }
+        let prepared = match self.store.txn_read_phase(&request) {
+            Ok(prepared) => prepared,
+            Err(e) => return completion(Err(e)),
+        };
+        tokio::time::sleep(self.store.options.si_window).await;
+        completion(self.store.txn_commit(prepared))
     }
 }
 
@@ -393,14 +665,23 @@ impl Client for MemoryClient {
     fn invoke<'a>(&'a mut self, _test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let latency = self.store.options.latency;
-            if latency.is_zero() {
-                return self.apply(op);
+            let (before, after) = if latency.is_zero() {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                let total = self.rng.gen_range(Duration::ZERO..=latency);
+                let before = self.rng.gen_range(Duration::ZERO..=total);
+                (before, total - before)
+            };
+            if !before.is_zero() {
+                tokio::time::sleep(before).await;
             }
-            let total = self.rng.gen_range(Duration::ZERO..=latency);
-            let before = self.rng.gen_range(Duration::ZERO..=total);
-            tokio::time::sleep(before).await;
-            let completion = self.apply(op);
-            tokio::time::sleep(total - before).await;
+            let completion = match self.mode {
+                Mode::Register | Mode::Set => self.apply(op),
+                Mode::Txn | Mode::Bank(_) => self.apply_txn(op).await,
+            };
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
             completion
         })
     }
@@ -416,6 +697,12 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let mode = match test.workload.as_str() {
         "register" => Mode::Register,
         "set" => Mode::Set,
+        "list-append" | "rw-register" => Mode::Txn,
+        "bank" => Mode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
+            target: "memory".into(),
+            option: "bank".into(),
+            why,
+        })?),
         other => {
             return Err(TargetError::UnsupportedWorkload {
                 target: "memory".into(),
@@ -423,6 +710,17 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
             })
         }
     };
+    // A bug the workload's operations never meet would pass silently: refuse it.
+    let transactional = TXN_WORKLOADS.contains(&test.workload.as_str());
+    for bug in &test.bugs {
+        if KEY_BUGS.contains(&bug.as_str()) == transactional {
+            return Err(TargetError::BugNotApplicable {
+                target: "memory".into(),
+                bug: bug.clone(),
+                workload: test.workload.clone(),
+            });
+        }
+    }
     let store = Arc::new(MemoryStore::new(options));
     Ok(Target {
         db: Arc::new(MemoryDb {
@@ -533,6 +831,159 @@ mod tests {
         test.bugs = vec!["no-such-bug".into()];
         let err = MemoryOptions::from_test(&test).unwrap_err().to_string();
         assert!(err.contains("stale-read, lost-write"), "{err}");
+    }
+
+    fn txn(value: Value) -> TxnRequest {
+        TxnRequest::Txn(parse_txn(&value).unwrap())
+    }
+
+    #[test]
+    fn transactions_apply_atomically_and_read_their_own_writes() {
+        let s = store(MemoryOptions::default());
+        let result = s
+            .txn(&txn(json!([
+                ["r", 1, null],
+                ["append", 1, 5],
+                ["r", 1, null],
+                ["w", 2, 7]
+            ])))
+            .unwrap();
+        assert_eq!(
+            result,
+            json!([["r", 1, null], ["append", 1, 5], ["r", 1, [5]], ["w", 2, 7]])
+        );
+        let result = s
+            .txn(&txn(json!([
+                ["append", 1, 6],
+                ["r", 1, null],
+                ["r", 2, null]
+            ])))
+            .unwrap();
+        assert_eq!(
+            result,
+            json!([["append", 1, 6], ["r", 1, [5, 6]], ["r", 2, 7]])
+        );
+        // Appending to a register is refused as a whole: nothing of it is written.
+        assert!(matches!(
+            s.txn(&txn(json!([["append", 3, 1], ["append", 2, 1]]))),
+            Err(StoreError::BadRequest(_))
+        ));
+        assert_eq!(
+            s.txn(&txn(json!([["r", 3, null]]))).unwrap(),
+            json!([["r", 3, null]])
+        );
+    }
+
+    #[test]
+    fn snapshot_isolation_commits_write_skew_but_not_lost_updates() {
+        let s = store(MemoryOptions::default());
+        // Write skew: both read x and y from one snapshot, each writes one of them.
+        let t1 = s
+            .txn_read_phase(&txn(json!([
+                ["r", "x", null],
+                ["r", "y", null],
+                ["w", "x", 1]
+            ])))
+            .unwrap();
+        let t2 = s
+            .txn_read_phase(&txn(json!([
+                ["r", "x", null],
+                ["r", "y", null],
+                ["w", "y", 1]
+            ])))
+            .unwrap();
+        assert!(s.txn_commit(t1).is_ok());
+        assert!(s.txn_commit(t2).is_ok(), "disjoint writes both commit");
+        // Two writers of one key: the first committer wins.
+        let t3 = s.txn_read_phase(&txn(json!([["w", "x", 2]]))).unwrap();
+        let t4 = s.txn_read_phase(&txn(json!([["w", "x", 3]]))).unwrap();
+        assert!(s.txn_commit(t3).is_ok());
+        assert_eq!(s.txn_commit(t4), Err(StoreError::Aborted));
+        assert_eq!(
+            s.txn(&txn(json!([["r", "x", null], ["r", "y", null]])))
+                .unwrap(),
+            json!([["r", "x", 2], ["r", "y", 1]])
+        );
+    }
+
+    #[test]
+    fn the_bank_starts_even_refuses_overdrafts_and_keeps_its_total() {
+        let s = store(MemoryOptions::default());
+        let bank = Bank {
+            accounts: 3,
+            total: 30,
+        };
+        assert_eq!(
+            s.txn(&TxnRequest::Balances(bank)).unwrap(),
+            json!({"0": 10, "1": 10, "2": 10})
+        );
+        let transfer = |from, to, amount| TxnRequest::Transfer(bank, Transfer { from, to, amount });
+        assert!(s.txn(&transfer(0, 1, 4)).is_ok());
+        assert_eq!(
+            s.txn(&transfer(0, 2, 7)),
+            Err(StoreError::InsufficientFunds)
+        );
+        assert!(s.txn(&transfer(0, 2, 6)).is_ok());
+        assert_eq!(
+            s.txn(&TxnRequest::Balances(bank)).unwrap(),
+            json!({"0": 0, "1": 14, "2": 16})
+        );
+    }
+
+    #[test]
+    fn bugs_must_apply_to_the_workload() {
+        for (workload, bug) in [
+            ("register", "snapshot-isolation-txn"),
+            ("list-append", "stale-read"),
+            ("bank", "lost-write"),
+        ] {
+            let mut test = Test::example("memory", workload, 1);
+            test.bugs = vec![bug.into()];
+            let Err(e) = target(&test) else {
+                panic!("{bug} on {workload}")
+            };
+            assert!(e.to_string().contains("does not apply"), "{e}");
+        }
+        let mut test = Test::example("memory", "rw-register", 1);
+        test.bugs = vec!["snapshot-isolation-txn".into()];
+        assert!(target(&test).is_ok());
+    }
+
+    #[test]
+    fn the_client_answers_transactions_and_refuses_malformed_ones() {
+        let test = Test::example("memory", "list-append", 1);
+        let target = target(&test).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let node = Node {
+                name: "n1".into(),
+                remote: Arc::new(faultline_core::remote::NoopRemote::new("n1")),
+            };
+            target.db.setup(&test, &node).await.unwrap();
+            let mut client = target.client.open(&test, "n1").await.unwrap();
+            let op = |f: &str, value: Value| Invocation {
+                process: 0,
+                f: f.into(),
+                key: None,
+                value,
+            };
+            assert_eq!(
+                client
+                    .invoke(&test, &op("txn", json!([["append", 0, 1], ["r", 0, null]])))
+                    .await,
+                Completion::Ok(json!([["append", 0, 1], ["r", 0, [1]]]))
+            );
+            for bad in [op("txn", json!([])), op("transfer", json!({}))] {
+                assert!(matches!(
+                    client.invoke(&test, &bad).await,
+                    Completion::Fail(_)
+                ));
+            }
+            target.db.teardown(&test, &node).await.unwrap();
+        });
     }
 
     #[test]

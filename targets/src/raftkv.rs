@@ -25,10 +25,16 @@
 //! [`Db::as_clock`] rewrites (see [`faketime_offset`]).
 //!
 //! [`RaftkvClient`] speaks HTTP/1.1 to one node over a keep-alive TCP connection: read ->
-//! `GET /kv/{key}`, write -> `PUT`, cas -> `POST /kv/{key}/cas`. 200 is `ok`; an error whose
-//! body says `"definite": true` is `fail`; anything else (an indefinite error, a connection
-//! lost after the request was sent, a reply that cannot be read) is `info`. A connection
-//! refused before anything was sent is `fail`: the node never saw the request.
+//! `GET /kv/{key}`, write -> `PUT`, cas -> `POST /kv/{key}/cas`; a list-append or rw-register
+//! transaction -> one `POST /txn` (keys sent as their text, the answer's reads filled into the
+//! invocation's micro-ops); the bank's read -> `POST /txn` reading every account, a transfer
+//! -> a read-only `POST /txn` of both balances, then a `POST /txn` of two `cas` micro-ops that
+//! commits both new balances only if neither changed since (`compare-failed` otherwise). 200
+//! is `ok`; an error whose body says `"definite": true` is `fail`; anything else (an
+//! indefinite error, a connection lost after the request was sent, a reply that cannot be
+//! read) is `info`, except for a transaction of reads only, which changes nothing and so is
+//! a `fail`. A connection refused before anything was sent is `fail`: the node never saw the
+//! request.
 //!
 //! Options (`test.target_options`): `nodes` (local: how many, default 5; remote: must match
 //! the addresses), `program` (default this executable) run as `program raftkv-server ...`;
@@ -67,6 +73,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use faultline_core::remote::{Command, Signal};
+use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{
     BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, Net, Node, Pause,
     Primary, Remote, Test,
@@ -564,6 +571,8 @@ impl RaftkvDb {
             .stderr(log)
             // A FAKETIME in the harness's environment would override the offset file.
             .env_remove("FAKETIME")
+            // A paused node cannot notice its parent's death: `faultline heal` finds it.
+            .env(crate::orphans::MARKER, crate::orphans::marker())
             .kill_on_drop(true);
         if !self.bugs.is_empty() {
             command.arg("--bug").arg(self.bugs.join(","));
@@ -1039,25 +1048,82 @@ fn error_completion(response: &Response) -> Completion {
     }
 }
 
+/// The operations a client speaks: the register workload's, transactions (list-append,
+/// rw-register), or the bank's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    Register,
+    Txn,
+    Bank(Bank),
+}
+
+/// What became of one request.
+enum Delivery {
+    Reply(Response),
+    /// It never left: the node never saw it.
+    NotSent(String),
+    /// Sent, then the connection failed: it may have been applied.
+    Lost(String),
+}
+
 /// A client of one raftkv node (a template until opened).
 #[derive(Debug)]
 pub struct RaftkvClient {
     /// Node name -> client address; shared with the db, known after setup.
     db: std::sync::Arc<RaftkvDb>,
+    mode: ClientMode,
     addr: Option<SocketAddr>,
     connection: Option<Connection>,
 }
 
 impl RaftkvClient {
     pub fn new(db: std::sync::Arc<RaftkvDb>) -> RaftkvClient {
+        RaftkvClient::with_mode(db, ClientMode::Register)
+    }
+
+    pub fn with_mode(db: std::sync::Arc<RaftkvDb>, mode: ClientMode) -> RaftkvClient {
         RaftkvClient {
             db,
+            mode,
             addr: None,
             connection: None,
         }
     }
 
+    /// Sends one request on the kept connection (connecting first if there is none).
+    async fn send(&mut self, method: &str, path: &str, body: Option<&Value>) -> Delivery {
+        let Some(addr) = self.addr else {
+            return Delivery::NotSent("not-opened".into());
+        };
+        if self.connection.is_none() {
+            match Connection::connect(addr).await {
+                Ok(c) => self.connection = Some(c),
+                Err(RequestError::Connect(e)) | Err(RequestError::Lost(e)) => {
+                    return Delivery::NotSent(format!("connect: {e}"))
+                }
+            }
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        match connection.request(method, path, body).await {
+            Ok(response) => Delivery::Reply(response),
+            Err(RequestError::Lost(e)) | Err(RequestError::Connect(e)) => {
+                self.connection = None;
+                Delivery::Lost(format!("connection-lost: {e}"))
+            }
+        }
+    }
+
     async fn call(&mut self, op: &Invocation) -> Completion {
+        match (self.mode, op.f.as_str()) {
+            (ClientMode::Register, _) => self.register(op).await,
+            (ClientMode::Txn, "txn") => self.txn(op).await,
+            (ClientMode::Bank(bank), "read") => self.bank_read(&bank).await,
+            (ClientMode::Bank(bank), "transfer") => self.transfer(&bank, op).await,
+            (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
+        }
+    }
+
+    async fn register(&mut self, op: &Invocation) -> Completion {
         let key = key_path(op.key.as_ref());
         let (method, path, body) = match op.f.as_str() {
             "read" => ("GET", format!("/kv/{key}"), None),
@@ -1072,34 +1138,161 @@ impl RaftkvClient {
             },
             other => return Completion::fail(format!("unsupported: {other}")),
         };
-        let Some(addr) = self.addr else {
-            return Completion::fail("not-opened");
-        };
-        if self.connection.is_none() {
-            match Connection::connect(addr).await {
-                Ok(c) => self.connection = Some(c),
-                // Nothing was sent: the node never saw this request.
-                Err(RequestError::Connect(e)) | Err(RequestError::Lost(e)) => {
-                    return Completion::fail(json!(format!("connect: {e}")))
-                }
-            }
-        }
-        let connection = self.connection.as_mut().expect("connected above");
-        match connection.request(method, &path, body.as_ref()).await {
-            Ok(response) if response.status == 200 => match op.f.as_str() {
+        match self.send(method, &path, body.as_ref()).await {
+            Delivery::Reply(response) if response.status == 200 => match op.f.as_str() {
                 "read" => {
                     Completion::Ok(response.body.get("value").cloned().unwrap_or(Value::Null))
                 }
                 _ => Completion::Ok(op.value.clone()),
             },
-            Ok(response) => error_completion(&response),
+            Delivery::Reply(response) => error_completion(&response),
+            Delivery::NotSent(why) => Completion::fail(why),
             // The request may have been sent: its outcome is unknown.
-            Err(RequestError::Lost(e)) | Err(RequestError::Connect(e)) => {
-                self.connection = None;
-                Completion::info(json!(format!("connection-lost: {e}")))
-            }
+            Delivery::Lost(why) => Completion::info(why),
         }
     }
+
+    /// `POST /txn` with `ops`: the micro-ops the node returned, or what the outcome was.
+    /// A transaction of reads only changes nothing, so when its outcome is unknown it is
+    /// a definite `fail` (it certainly had no effect), which keeps the worker on its process.
+    async fn post_txn(&mut self, ops: &[Value]) -> Result<Vec<Value>, Completion> {
+        let read_only = ops.iter().all(|op| op[0] == "r");
+        let unknown = |why: Value| {
+            if read_only {
+                Completion::Fail(why)
+            } else {
+                Completion::Info(why)
+            }
+        };
+        let body = Value::Array(ops.to_vec());
+        match self.send("POST", "/txn", Some(&body)).await {
+            Delivery::Reply(response) if response.status == 200 => {
+                match response.body.get("value").and_then(Value::as_array) {
+                    Some(results) if results.len() == ops.len() => Ok(results.clone()),
+                    _ => Err(unknown(json!(format!(
+                        "unreadable-reply: {}",
+                        response.body
+                    )))),
+                }
+            }
+            Delivery::Reply(response) => match error_completion(&response) {
+                Completion::Info(why) => Err(unknown(why)),
+                other => Err(other),
+            },
+            Delivery::NotSent(why) => Err(Completion::fail(why)),
+            Delivery::Lost(why) => Err(unknown(json!(why))),
+        }
+    }
+
+    /// A list-append / rw-register transaction: one `POST /txn`, the reads filled in from
+    /// the reply. raftkv's keys are strings, so each key is sent as its text and the answer
+    /// keeps the invocation's own keys.
+    async fn txn(&mut self, op: &Invocation) -> Completion {
+        let ops = match parse_txn(&op.value) {
+            Ok(ops) => ops,
+            Err(why) => return Completion::fail(format!("bad-request: {why}")),
+        };
+        let request: Vec<Value> = ops
+            .iter()
+            .map(|o| json!([o.kind.as_str(), o.key_text(), o.value]))
+            .collect();
+        match self.post_txn(&request).await {
+            Ok(results) => match fill_reads(&ops, &results) {
+                Ok(value) => Completion::Ok(value),
+                // It committed, but what it read is unknown.
+                Err(why) => Completion::info(format!("unreadable-reply: {why}")),
+            },
+            Err(completion) => completion,
+        }
+    }
+
+    /// Every balance, in one read-only transaction.
+    async fn bank_read(&mut self, bank: &Bank) -> Completion {
+        let reads: Vec<Value> = (0..bank.accounts)
+            .map(|a| json!(["r", a.to_string(), null]))
+            .collect();
+        let results = match self.post_txn(&reads).await {
+            Ok(results) => results,
+            Err(completion) => return completion,
+        };
+        let mut balances = Vec::with_capacity(results.len());
+        for (account, result) in results.iter().enumerate() {
+            match balance_of(bank, account as u64, &result[2]) {
+                Ok(balance) => balances.push(balance),
+                Err(why) => return Completion::fail(why),
+            }
+        }
+        Completion::Ok(Bank::balances_json(&balances))
+    }
+
+    /// A transfer: read both balances (a read-only transaction), then commit both new
+    /// balances in one transaction of `cas` micro-ops that aborts if either account changed
+    /// since the read. Refused (definitely) when the source holds too little.
+    async fn transfer(&mut self, bank: &Bank, op: &Invocation) -> Completion {
+        let t = match Transfer::parse(&op.value, bank) {
+            Ok(t) => t,
+            Err(why) => return Completion::fail(format!("bad-request: {why}")),
+        };
+        let (from, to) = (t.from.to_string(), t.to.to_string());
+        let read = [json!(["r", from, null]), json!(["r", to, null])];
+        let results = match self.post_txn(&read).await {
+            Ok(results) => results,
+            Err(completion) => return completion,
+        };
+        let (raw_from, raw_to) = (results[0][2].clone(), results[1][2].clone());
+        let balances = (
+            balance_of(bank, t.from, &raw_from),
+            balance_of(bank, t.to, &raw_to),
+        );
+        let (Ok(from_balance), Ok(to_balance)) = balances else {
+            return Completion::fail("bad-request: an account does not hold a balance");
+        };
+        if from_balance < t.amount {
+            return Completion::fail("insufficient-funds");
+        }
+        let commit = [
+            json!(["cas", from, [raw_from, from_balance - t.amount]]),
+            json!(["cas", to, [raw_to, to_balance + t.amount]]),
+        ];
+        match self.post_txn(&commit).await {
+            Ok(_) => Completion::Ok(t.to_json()),
+            Err(completion) => completion,
+        }
+    }
+}
+
+/// An account's balance from what a read returned: never written = its initial balance.
+fn balance_of(bank: &Bank, account: u64, value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Null => Ok(bank.initial_balance(account)),
+        other => other
+            .as_i64()
+            .ok_or_else(|| format!("account {account} holds {other}, not a balance")),
+    }
+}
+
+/// The invocation's micro-ops with each read's value taken from the node's answer, entry by
+/// entry (same position, same function).
+fn fill_reads(ops: &[MicroOp], results: &[Value]) -> Result<Value, String> {
+    if ops.len() != results.len() {
+        return Err(format!(
+            "{} results for {} micro-ops",
+            results.len(),
+            ops.len()
+        ));
+    }
+    let mut done = Vec::with_capacity(ops.len());
+    for (op, result) in ops.iter().zip(results) {
+        if result.get(0).and_then(Value::as_str) != Some(op.kind.as_str()) {
+            return Err(format!("result {result} does not answer {}", op.to_json()));
+        }
+        let mut op = op.clone();
+        if op.kind == MopKind::Read {
+            op.value = result.get(2).cloned().unwrap_or(Value::Null);
+        }
+        done.push(op);
+    }
+    Ok(txn_json(&done))
 }
 
 impl Client for RaftkvClient {
@@ -1120,6 +1313,7 @@ impl Client for RaftkvClient {
                 })?;
             Ok(Box::new(RaftkvClient {
                 db: self.db.clone(),
+                mode: self.mode,
                 addr: Some(addr),
                 connection: None,
             }) as Box<dyn Client>)
@@ -1141,12 +1335,23 @@ impl Client for RaftkvClient {
 /// The raftkv target for `test`: local processes when `test.addresses` is empty, else one
 /// node per address.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    if test.workload != "register" {
-        return Err(TargetError::UnsupportedWorkload {
-            target: "raftkv".into(),
-            workload: test.workload.clone(),
-        });
-    }
+    let client_mode = match test.workload.as_str() {
+        "register" => ClientMode::Register,
+        "list-append" | "rw-register" => ClientMode::Txn,
+        "bank" => {
+            ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "raftkv".into(),
+                option: "bank".into(),
+                why,
+            })?)
+        }
+        other => {
+            return Err(TargetError::UnsupportedWorkload {
+                target: "raftkv".into(),
+                workload: other.to_string(),
+            })
+        }
+    };
     for bug in &test.bugs {
         if !BUGS.contains(&bug.as_str()) {
             return Err(TargetError::UnknownBug {
@@ -1296,7 +1501,7 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let db = std::sync::Arc::new(db.with_clock(clock));
     Ok(Target {
         db: db.clone(),
-        client: std::sync::Arc::new(RaftkvClient::new(db.clone())),
+        client: std::sync::Arc::new(RaftkvClient::with_mode(db.clone(), client_mode)),
         nodes: db.names.clone(),
     })
 }
@@ -1334,6 +1539,35 @@ mod tests {
             error_completion(&response(502, Value::Null)),
             Completion::info("http-502")
         );
+    }
+
+    #[test]
+    fn transaction_answers_keep_the_invocation_keys_and_fill_in_reads() {
+        let ops = parse_txn(&json!([["r", 1, null], ["append", 1, 4], ["r", 2, null]])).unwrap();
+        let results = [
+            json!(["r", "1", [1, 2]]),
+            json!(["append", "1", 4]),
+            json!(["r", "2", null]),
+        ];
+        assert_eq!(
+            fill_reads(&ops, &results).unwrap(),
+            json!([["r", 1, [1, 2]], ["append", 1, 4], ["r", 2, null]])
+        );
+        assert!(fill_reads(&ops, &results[..2]).is_err());
+        let swapped = [results[1].clone(), results[0].clone(), results[2].clone()];
+        assert!(fill_reads(&ops, &swapped).is_err());
+    }
+
+    #[test]
+    fn an_account_never_written_holds_its_initial_balance() {
+        let bank = Bank {
+            accounts: 4,
+            total: 10,
+        };
+        assert_eq!(balance_of(&bank, 0, &Value::Null), Ok(4));
+        assert_eq!(balance_of(&bank, 3, &Value::Null), Ok(2));
+        assert_eq!(balance_of(&bank, 3, &json!(7)), Ok(7));
+        assert!(balance_of(&bank, 3, &json!("x")).is_err());
     }
 
     /// A node that never becomes ready (a script that ignores its arguments and sleeps): setup

@@ -84,9 +84,11 @@ impl BankWorkloadOptions {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        if let Some(consistency) = test.workload_options.get(crate::txn::OPTION_CONSISTENCY) {
-            map.insert(crate::txn::OPTION_CONSISTENCY.into(), consistency.clone());
-        }
+        let consistency = match test.workload_options.get(crate::txn::OPTION_CONSISTENCY) {
+            Some(value) => crate::txn::parse_consistency(value).unwrap_or_default(),
+            None => vec![crate::txn::DEFAULT_CONSISTENCY],
+        };
+        map.insert(crate::txn::OPTION_CONSISTENCY.into(), json!(consistency));
         map
     }
 }
@@ -161,6 +163,7 @@ mod tests {
             workload.options,
             [
                 ("accounts", json!(3)),
+                ("consistency", json!(["strict-serializable"])),
                 ("max_transfer", json!(4)),
                 ("total", json!(100))
             ]

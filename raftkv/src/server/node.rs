@@ -692,6 +692,9 @@ impl NodeLoop {
                     (ProposalKind::Txn, Outcome::Txn(results)) => {
                         ApiResponse::value(json!(results)).with("index", index)
                     }
+                    (ProposalKind::Txn, Outcome::Aborted) => {
+                        ApiResponse::error(409, "compare-failed", true)
+                    }
                     (ProposalKind::TxnSnapshotIsolation { .. }, Outcome::Aborted) => {
                         ApiResponse::error(409, "txn-aborted", true)
                     }

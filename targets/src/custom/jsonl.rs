@@ -202,6 +202,7 @@ impl JsonLinesClient {
         let mut child = tokio::process::Command::new(&self.command.program)
             .args(&self.command.args)
             .current_dir(&self.dir)
+            .env(crate::orphans::MARKER, crate::orphans::marker())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

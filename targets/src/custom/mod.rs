@@ -609,6 +609,8 @@ fn workload_ops(workload: &str) -> &'static [&'static str] {
     match workload {
         "register" => &["read", "write", "cas"],
         "set" => &["add", "read"],
+        "list-append" | "rw-register" => &["txn"],
+        "bank" => &["transfer", "read"],
         _ => &[],
     }
 }
