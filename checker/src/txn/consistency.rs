@@ -358,7 +358,15 @@ pub fn boundary(
     found: impl IntoIterator<Item = A>,
     domain: Domain,
 ) -> (BTreeSet<Model>, BTreeSet<Model>) {
-    let impossible: BTreeSet<Model> = impossible_models(found)
+    boundary_of(impossible_models(found), domain)
+}
+
+/// [`boundary`] of a set of models already known to be ruled out.
+pub fn boundary_of(
+    impossible: BTreeSet<Model>,
+    domain: Domain,
+) -> (BTreeSet<Model>, BTreeSet<Model>) {
+    let impossible: BTreeSet<Model> = impossible
         .into_iter()
         .filter(|m| m.domain() == domain || m.domain() == Domain::Both)
         .collect();

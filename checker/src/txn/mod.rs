@@ -285,11 +285,18 @@ impl From<Anomaly> for Found {
 }
 
 impl Found {
-    /// The anomaly type the lattice should see.
-    fn effective(&self) -> AnomalyType {
-        match self.assumes.and_then(|m| m.cycle_exists_anomaly()) {
-            Some(proxy) => proxy,
-            None => self.anomaly.kind,
+    /// The models this anomaly rules out: those that forbid its kind and, when its edges were
+    /// inferred under a model's assumption, also imply that assumption. A G2-item cycle that
+    /// needs real-time version orders rules out strict serializability, not strong snapshot
+    /// isolation (which allows G2-item); a G-single cycle that needs them rules out both.
+    fn rules_out(&self) -> BTreeSet<Model> {
+        let forbidding = consistency::impossible_models([self.anomaly.kind]);
+        match self.assumes {
+            None => forbidding,
+            Some(assumed) => forbidding
+                .into_iter()
+                .filter(|&m| consistency::implied_models([m]).contains(&assumed))
+                .collect(),
         }
     }
 }
@@ -486,7 +493,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<TxnResult, Txn
         }
     }
     // Fallbacks stand in only for what the named anomalies do not already rule out.
-    let ruled_out = consistency::impossible_models(result.effective_kinds());
+    let ruled_out = result.ruled_out();
     for (model, report) in fallbacks {
         if ruled_out.contains(&model) {
             continue;
@@ -726,13 +733,13 @@ impl<'a> Assembly<'a> {
         }
     }
 
-    fn effective_kinds(&self) -> Vec<AnomalyType> {
-        self.found.iter().map(|f| f.effective()).collect()
+    /// Every model the anomalies found so far rule out.
+    fn ruled_out(&self) -> BTreeSet<Model> {
+        self.found.iter().flat_map(Found::rules_out).collect()
     }
 
     pub fn finish(mut self, domain: Domain) -> TxnResult {
-        let effective = self.effective_kinds();
-        let impossible = consistency::impossible_models(effective.iter().copied());
+        let impossible = self.ruled_out();
         let violated = self
             .options
             .consistency
@@ -745,7 +752,7 @@ impl<'a> Assembly<'a> {
         } else {
             Validity::Valid
         };
-        let (not, also_not) = consistency::boundary(effective.iter().copied(), domain);
+        let (not, also_not) = consistency::boundary_of(impossible, domain);
         self.found.sort_by_cached_key(|f| f.anomaly.sort_key());
         let mut anomalies: BTreeMap<String, Vec<Anomaly>> = BTreeMap::new();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -773,5 +780,45 @@ impl<'a> Assembly<'a> {
             reason: self.reason,
             stats: self.stats,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(kind: AnomalyType, assumes: Option<Model>) -> Found {
+        Found {
+            anomaly: anomaly::Anomaly {
+                kind,
+                txns: Vec::new(),
+                cycle: Vec::new(),
+                details: serde_json::Value::Null,
+                explanation: String::new(),
+            },
+            assumes,
+        }
+    }
+
+    /// A cycle whose version orders come from real time holds only under models that order
+    /// by real time, and rules out only those of them that forbid its kind: write skew seen
+    /// through real-time version orders breaks strict serializability, not strong snapshot
+    /// isolation (found on PostgreSQL's REPEATABLE READ, where `check --consistency
+    /// strong-snapshot-isolation` was valid but strict-serializable's `not` named it).
+    #[test]
+    fn an_inferred_cycle_rules_out_models_that_both_assume_it_and_forbid_it() {
+        let g2 = found(AnomalyType::G2Item, Some(Model::StrongSnapshotIsolation)).rules_out();
+        assert!(g2.contains(&Model::StrictSerializable), "{g2:?}");
+        assert!(!g2.contains(&Model::StrongSnapshotIsolation), "{g2:?}");
+        assert!(!g2.contains(&Model::Serializable), "{g2:?}");
+        let single = found(AnomalyType::GSingle, Some(Model::StrongSnapshotIsolation)).rules_out();
+        assert!(
+            single.contains(&Model::StrongSnapshotIsolation),
+            "{single:?}"
+        );
+        assert!(!single.contains(&Model::SnapshotIsolation), "{single:?}");
+        // Without an assumption, every model forbidding the kind.
+        let plain = found(AnomalyType::G2Item, None).rules_out();
+        assert!(plain.contains(&Model::Serializable), "{plain:?}");
     }
 }
