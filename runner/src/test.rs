@@ -79,7 +79,8 @@ pub struct TestArgs {
     #[arg(long, default_value = "register")]
     workload: String,
 
-    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Default:
+    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
+    /// aimed at leader changes, docs/nemesis.md), none. Default:
     /// partition,pause,kill for raftkv, none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
