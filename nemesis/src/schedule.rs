@@ -1,6 +1,6 @@
 //! The fault schedule: a pure, seeded sequence of faults to inject.
 //!
-//! [`Schedule::next`] draws, in this order and from one RNG seeded from the test's seed: the
+//! [`Schedule::next_fault`] draws, in this order and from one RNG seeded from the test's seed: the
 //! quiet gap before the fault, how long it is held, its kind (uniformly from the mix), its
 //! variant (uniformly from those that make sense for this many nodes), and its parameters
 //! (nodes, offsets, probabilities). Nothing here reads a clock or asks a node, so the same
