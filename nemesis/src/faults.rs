@@ -12,7 +12,7 @@ use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 
 use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Target, Targets, Topology};
 use crate::partition;
-use crate::schedule::{Kind, Plan, Schedule, Timing};
+use crate::schedule::{Election, Kind, Plan, Schedule, Timing};
 
 /// How long the nemesis waits for the nodes to say who leads before it treats the leader as
 /// unknown (a paused or cut-off node may not answer at all).
@@ -347,6 +347,9 @@ impl Faults {
             }
             Plan::Apply(action) => return Ok(action),
             Plan::IsolateLeader { fallback, pick } => (fallback, pick),
+            Plan::Election(election) => {
+                unreachable!("an election fault is a sequence, run by run_election: {election:?}")
+            }
         };
         let leader = self.leader(test, pick).await?;
         if leader.is_none() {
@@ -415,6 +418,60 @@ impl Faults {
         Ok(())
     }
 
+    /// Runs one `election` fault: its actions in order, each recorded once it took effect,
+    /// then their undos in reverse order. `phase_end` (the end of the main phase) and a stop
+    /// cut every hold short, and the undos still run.
+    async fn run_election(
+        &mut self,
+        test: &Test,
+        recorder: &NemesisRecorder,
+        stop: &Stop,
+        election: Election,
+        phase_end: Instant,
+    ) -> Result<(), HarnessError> {
+        let until = |ms: u64| (Instant::now() + Duration::from_millis(ms)).min(phase_end);
+        match election {
+            Election::PauseIsolatedLeader {
+                fallback,
+                pick,
+                pause_ms,
+                isolated_ms,
+            } => {
+                let isolate = self
+                    .resolve(test, Plan::IsolateLeader { fallback, pick })
+                    .await?;
+                let Action::StartPartition(Partition {
+                    topology: Topology::IsolateLeader { isolated, .. },
+                    ..
+                }) = &isolate
+                else {
+                    unreachable!("resolve turns IsolateLeader into an isolate-leader partition")
+                };
+                let pause = Action::Pause(Targets {
+                    target: Target::Leader,
+                    nodes: vec![isolated.clone()],
+                });
+                self.set_current(Some(format!("election pause-isolated-leader {isolated}")));
+                // Cut off first, then paused right after: the node has no time to notice
+                // that it lost its quorum (check-quorum takes an election timeout).
+                self.apply_recorded(test, recorder, &isolate).await?;
+                self.apply_recorded(test, recorder, &pause).await?;
+                self.hold(test, &pause, until(pause_ms), Some(stop)).await?;
+                let resume = pause.undo().expect("a pause has an undo");
+                self.apply_recorded(test, recorder, &resume).await?;
+                self.set_current(Some(format!(
+                    "election pause-isolated-leader {isolated} resumed"
+                )));
+                // Resumed but still cut off: whatever it still believes as leader, it can
+                // only answer its own clients from it.
+                self.hold(test, &isolate, until(isolated_ms), Some(stop))
+                    .await?;
+                let heal = isolate.undo().expect("a partition has an undo");
+                self.apply_recorded(test, recorder, &heal).await
+            }
+        }
+    }
+
     /// The fault schedule, seeded from `test.seed_for("nemesis")`: a quiet gap, then one fault
     /// drawn from the mix, held for a while, then undone; again until the main phase ends
     /// (`test.time_limit_ms` on the recorder's clock) or `stop` is raised. At most one fault is
@@ -464,6 +521,15 @@ impl Faults {
                 }
                 if phase_over() {
                     return Ok(());
+                }
+                if let Plan::Election(election) = planned.plan {
+                    self.run_election(test, &recorder, &stop, election, deadline(u64::MAX))
+                        .await?;
+                    self.set_current(None);
+                    if phase_over() {
+                        return Ok(());
+                    }
+                    continue;
                 }
                 let action = self.resolve(test, planned.plan).await?;
                 self.set_current(Some(action.describe()));

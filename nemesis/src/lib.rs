@@ -5,7 +5,8 @@
 //! that the target can do each kind: partitions and loss need a network ([`Net`]: the hosts'
 //! iptables, given by the runner, or the db's own fault proxy), kills and pauses the db's
 //! [`faultline_core::Kill`] / [`faultline_core::Pause`], clock faults its
-//! [`faultline_core::ClockSkew`]. [`Faults::run`] is the schedule ([`schedule`]); the
+//! [`faultline_core::ClockSkew`], `election` faults (aimed at leader changes) a network and
+//! pauses. [`Faults::run`] is the schedule ([`schedule`]); the
 //! topologies of partitions are pure functions ([`partition`]); every event is an
 //! [`action::Action`]. `docs/nemesis.md` lists each fault, its variants, its undo and its
 //! history record.
@@ -55,9 +56,17 @@ pub use faults::{Faults, PRIMARY_TIMEOUT_MS};
 pub use schedule::{Kind, Timing};
 
 /// Every fault kind `--nemesis` names.
-pub const NAMES: [&str; 6] = ["partition", "pause", "kill", "clock", "loss", "none"];
+pub const NAMES: [&str; 7] = [
+    "partition",
+    "pause",
+    "kill",
+    "clock",
+    "loss",
+    "election",
+    "none",
+];
 /// The fault kinds that can run (given a target with the capability each needs).
-pub const AVAILABLE: [&str; 6] = NAMES;
+pub const AVAILABLE: [&str; 7] = NAMES;
 
 /// Why a nemesis cannot be built (a bad argument).
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +106,11 @@ pub fn build(
             Kind::Clock => (
                 db.as_clock().is_some(),
                 "a target whose nodes' clocks can be moved (libfaketime or the system clock)",
+            ),
+            Kind::Election => (
+                (net.is_some() || db.as_net().is_some()) && db.as_pause().is_some(),
+                "a network to cut (a fault proxy or iptables) and processes that can be \
+                 paused (SIGSTOP): it cuts the leader off and pauses it",
             ),
         };
         if !able {

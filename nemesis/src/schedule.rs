@@ -1,12 +1,13 @@
 //! The fault schedule: a pure, seeded sequence of faults to inject.
 //!
-//! [`Schedule::next`] draws, in this order and from one RNG seeded from the test's seed: the
+//! [`Schedule::next_fault`] draws, in this order and from one RNG seeded from the test's seed: the
 //! quiet gap before the fault, how long it is held, its kind (uniformly from the mix), its
 //! variant (uniformly from those that make sense for this many nodes), and its parameters
 //! (nodes, offsets, probabilities). Nothing here reads a clock or asks a node, so the same
 //! seed gives the same sequence; the one choice made at run time (which node leads, for
-//! `isolate-leader`) is drawn here as a fallback node and an index, so that the RNG stream
-//! does not depend on what the cluster answered.
+//! `isolate-leader`, the `leader` targets and the `election` faults) is drawn here as a
+//! fallback node and an index, so that the RNG stream does not depend on what the cluster
+//! answered.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -27,6 +28,8 @@ pub enum Kind {
     Pause,
     Kill,
     Clock,
+    /// Faults aimed at leader elections (see [`Election`]).
+    Election,
 }
 
 impl Kind {
@@ -37,6 +40,7 @@ impl Kind {
             Kind::Pause => "pause",
             Kind::Kill => "kill",
             Kind::Clock => "clock",
+            Kind::Election => "election",
         }
     }
 
@@ -47,15 +51,19 @@ impl Kind {
             Kind::Pause,
             Kind::Kill,
             Kind::Clock,
+            Kind::Election,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)
     }
 
-    /// Partitions and loss act on links between nodes: with one node there are none.
+    /// Partitions and loss act on links between nodes: with one node there are none. An
+    /// election fault cuts the leader off from a majority that can elect another: three
+    /// nodes at least.
     fn min_nodes(self) -> usize {
         match self {
             Kind::Partition | Kind::Loss => 2,
+            Kind::Election => 3,
             Kind::Pause | Kind::Kill | Kind::Clock => 1,
         }
     }
@@ -108,6 +116,39 @@ pub enum Plan {
     /// Isolate the leader: known only at run time. When several nodes claim to lead, the one
     /// at `pick` modulo their number (in name order); when none does, `fallback`.
     IsolateLeader { fallback: String, pick: u64 },
+    /// A fault aimed at elections: a sequence of actions, resolved against the leader at run
+    /// time.
+    Election(Election),
+}
+
+/// The `election` faults: sequences that steer a leader change rather than one action held
+/// and undone. Each is recorded as the ordinary actions it is made of (a partition, a pause,
+/// ...), each undone in reverse order, so a history shows exactly what was done when.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Election {
+    /// Cut the leader off and pause it at once (so it cannot notice it lost its quorum and
+    /// step down); hold the pause `pause_ms` (2-4 s by default) while the others elect a new
+    /// leader and take writes; resume it while it is still cut off and keep it cut off for
+    /// `isolated_ms` (0.5-1 s by default);
+    /// then heal. A resumed old leader that trusts a lease taken before the pause (or any
+    /// state it held as leader) answers its clients from stale state meanwhile; a correct one
+    /// answers nothing it cannot confirm with a quorum. The leader is resolved as for
+    /// [`Plan::IsolateLeader`] (`fallback`, `pick`).
+    PauseIsolatedLeader {
+        fallback: String,
+        pick: u64,
+        pause_ms: u64,
+        isolated_ms: u64,
+    },
+}
+
+impl Election {
+    /// The variant's name, as the documentation and the progress line spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Election::PauseIsolatedLeader { .. } => "pause-isolated-leader",
+        }
+    }
 }
 
 /// One step of the schedule: wait `gap_ms`, inject `plan`, hold it `hold_ms`, undo it.
@@ -180,7 +221,7 @@ impl Schedule {
             .kinds
             .iter()
             .copied()
-            .filter(|k| *k != Kind::Clock)
+            .filter(|k| !matches!(k, Kind::Clock | Kind::Election))
             .collect();
         let with = (kind == Kind::Clock && !others.is_empty()).then(|| {
             let other = others[self.rng.gen_range(0..others.len())];
@@ -201,6 +242,30 @@ impl Schedule {
             Kind::Kill => Plan::Apply(Action::Kill(self.targets())),
             Kind::Pause => Plan::Apply(Action::Pause(self.targets())),
             Kind::Clock => Plan::Apply(self.clock(hold_ms)),
+            Kind::Election => Plan::Election(self.election(hold_ms)),
+        }
+    }
+
+    fn election(&mut self, hold_ms: u64) -> Election {
+        let n = self.nodes.len();
+        let fallback = self.nodes[self.rng.gen_range(0..n)].clone();
+        let pick = self.rng.gen();
+        // The pause: the hold drawn plus the shortest hold (2-4 s by default), longer than
+        // the request timeouts of the stores tested (raftkv: 2 s), so that every request the
+        // paused leader took has timed out when it resumes and its clients send new ones
+        // right away, while it may still trust what it believed before the pause.
+        let pause_ms = hold_ms + self.timing.fault_ms.start();
+        // Resumed but cut off for half to all of the shortest hold (0.5-1 s by default):
+        // longer than the election timeouts of the stores tested (raftkv: 150-300 ms), so a
+        // lease or leadership the resumed node still trusts runs out before it hears of the
+        // new leader, and no longer, since nothing more happens there.
+        let shortest = *self.timing.fault_ms.start();
+        let isolated_ms = self.rng.gen_range(shortest / 2..=shortest);
+        Election::PauseIsolatedLeader {
+            fallback,
+            pick,
+            pause_ms,
+            isolated_ms,
         }
     }
 
@@ -337,12 +402,13 @@ mod tests {
     use crate::action::Nodes;
     use std::collections::BTreeSet;
 
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Partition,
         Kind::Loss,
         Kind::Pause,
         Kind::Kill,
         Kind::Clock,
+        Kind::Election,
     ];
 
     fn names(n: usize) -> Vec<String> {
@@ -372,6 +438,20 @@ mod tests {
                 Plan::IsolateLeader { fallback, .. } => {
                     assert!(nodes.contains(&fallback));
                     seen.insert("partition isolate-leader".to_string());
+                    continue;
+                }
+                Plan::Election(election) => {
+                    let Election::PauseIsolatedLeader {
+                        fallback,
+                        pause_ms,
+                        isolated_ms,
+                        ..
+                    } = &election;
+                    assert!(nodes.contains(fallback));
+                    assert_eq!(*pause_ms, planned.hold_ms + FAULT_MS.start());
+                    assert!((FAULT_MS.start() / 2..=*FAULT_MS.start()).contains(isolated_ms));
+                    assert!(planned.with.is_none(), "an election fault has no companion");
+                    seen.insert(format!("election {}", election.name()));
                     continue;
                 }
                 Plan::Apply(action) => action,
@@ -450,6 +530,7 @@ mod tests {
             "pause leader",
             "bump-clock",
             "strobe-clock",
+            "election pause-isolated-leader",
         ];
         for variant in expected {
             assert!(seen.contains(variant), "{variant} never drawn: {seen:?}");
@@ -473,6 +554,11 @@ mod tests {
     fn small_clusters_draw_only_what_applies_to_them() {
         let one = Schedule::new(1, &ALL, &names(1), true, Timing::default());
         assert_eq!(one.kinds(), &[Kind::Pause, Kind::Kill, Kind::Clock]);
+        // Two nodes: no majority is left to elect another leader once one is cut off.
+        let two = Schedule::new(1, &ALL, &names(2), true, Timing::default());
+        assert!(!two.kinds().contains(&Kind::Election));
+        let three = Schedule::new(1, &ALL, &names(3), true, Timing::default());
+        assert!(three.kinds().contains(&Kind::Election));
         // Three nodes: partitions, but never a (degenerate) ring.
         let mut three = Schedule::new(2, &[Kind::Partition], &names(3), true, Timing::default());
         for _ in 0..300 {

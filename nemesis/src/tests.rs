@@ -17,7 +17,7 @@ use faultline_workloads::interpreter::{Interpreter, Stop};
 
 use crate::action::{Action, Partition, Target, Topology};
 use crate::fake::{nodes, FakeDb};
-use crate::schedule::{Plan, Schedule};
+use crate::schedule::{Election, Plan, Schedule};
 use crate::{build, Faults, Kind, NemesisError, Timing, NAMES};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -72,7 +72,7 @@ fn build_checks_names_and_capabilities() {
         panic!()
     };
     assert_eq!(name, "flood");
-    for kind in ["partition", "loss", "kill", "pause", "clock"] {
+    for kind in ["partition", "loss", "kill", "pause", "clock", "election"] {
         let Err(e) = build(&strings(&[kind]), noop.clone(), vec![], None) else {
             panic!("{kind} built on a db without capabilities")
         };
@@ -89,6 +89,17 @@ fn build_checks_names_and_capabilities() {
         Some(given)
     )
     .is_ok());
+    // An election fault cuts and pauses: it needs both.
+    let net_only: Arc<dyn faultline_core::Net> = Arc::new(FakeDb::default());
+    let Err(e) = build(
+        &strings(&["election"]),
+        noop.clone(),
+        vec![],
+        Some(net_only),
+    ) else {
+        panic!("election built on a db that cannot pause")
+    };
+    assert!(e.to_string().contains("paused"), "{e}");
     let own = Arc::new(FakeDb::with_own_net());
     let faults = all_faults(&own, 3);
     assert_eq!(
@@ -98,9 +109,69 @@ fn build_checks_names_and_capabilities() {
             Kind::Loss,
             Kind::Pause,
             Kind::Kill,
-            Kind::Clock
+            Kind::Clock,
+            Kind::Election,
         ]
     );
+}
+
+/// `pause-isolated-leader`: the leader is cut off, then paused; resumed while still cut off,
+/// and only then is the network healed. Each step is recorded after it took effect, and the
+/// pause and the isolation name the same node.
+#[test]
+fn an_election_fault_pauses_the_isolated_leader_and_resumes_it_before_the_heal() {
+    let fake = Arc::new(FakeDb::with_own_net());
+    *fake.leaders.lock().unwrap() = strings(&["n4"]);
+    let faults = build(&strings(&["election"]), fake.clone(), nodes(5), None)
+        .unwrap()
+        .with_timing(fast());
+    let run = run_schedule(test_of(5, 3, 1_000), faults);
+    let (last, steps) = run.events.split_last().expect("events");
+    assert_eq!(last.0, "heal");
+    assert!(steps.len() >= 8, "at least two election faults: {steps:?}");
+    for fault in steps.chunks(4) {
+        let fs: Vec<&str> = fault.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fs, ["start-partition", "pause", "resume", "stop-partition"]);
+        assert_eq!(fault[0].1["partition"], json!("isolate-leader"));
+        assert_eq!(fault[0].1["isolated"], json!("n4"));
+        assert_eq!(fault[0].1["leader"], json!("n4"));
+        assert_eq!(fault[1].1, json!({"target": "leader", "nodes": ["n4"]}));
+        assert_eq!(fault[2].1, json!({"nodes": ["n4"]}));
+        assert_eq!(fault[3].1["partition"], json!("isolate-leader"));
+    }
+    // The resumed leader stayed cut off for a while before the heal.
+    let times: Vec<(String, u64)> = run
+        .ops
+        .iter()
+        .filter(|op| op.is_nemesis())
+        .map(|op| (op.f.clone(), op.time.unwrap()))
+        .collect();
+    let resumed = times.iter().position(|(f, _)| f == "resume").unwrap();
+    assert_eq!(times[resumed + 1].0, "stop-partition");
+    let cut_off_ms = (times[resumed + 1].1 - times[resumed].1) / 1_000_000;
+    assert!(
+        cut_off_ms >= fast().fault_ms.start() / 2,
+        "resumed but cut off for {cut_off_ms} ms"
+    );
+    // What the fake saw, in order: who leads, the cut, the pause, the resume, the heal.
+    let calls = fake.calls();
+    let first: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(' ').next().unwrap())
+        .take(5)
+        .collect();
+    assert_eq!(
+        first,
+        ["primaries", "partition", "pause", "resume", "heal"],
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"pause n4".to_string()));
+    assert!(fake.state().is_healed(), "{:?}", fake.state());
+    assert!(run
+        .shown
+        .iter()
+        .any(|s| s == "election pause-isolated-leader n4"));
+    assert_eq!(run.shown_after, None);
 }
 
 /// Every fault the schedule draws changes what is in force, and its undo restores it all.
@@ -419,9 +490,17 @@ fn the_schedule_records_every_fault_and_its_undo_then_heals_and_recovers() {
     // The progress line saw faults come and go, and nothing once healed.
     assert!(!run.shown.is_empty());
     assert!(run.shown.iter().all(|s| s == "heal"
-        || ["partition", "loss", "latency", "kill", "pause", "clock"]
-            .iter()
-            .any(|kind| s.starts_with(kind))));
+        || [
+            "partition",
+            "loss",
+            "latency",
+            "kill",
+            "pause",
+            "clock",
+            "election"
+        ]
+        .iter()
+        .any(|kind| s.starts_with(kind))));
     assert_eq!(run.shown_after, None);
 }
 
@@ -445,9 +524,21 @@ fn faults_with_their_undos(events: &[(String, Value)]) -> Vec<Action> {
             "at most a fault and its companion: {events:?}"
         );
         if let Some(outer) = open.first() {
+            // A clock fault's companion, or the pause inside an election fault's isolation.
+            let isolated_then_paused = match (outer, &fault) {
+                (
+                    Action::StartPartition(Partition {
+                        topology: Topology::IsolateLeader { isolated, .. },
+                        ..
+                    }),
+                    Action::Pause(t),
+                ) => t.nodes == [isolated.clone()],
+                _ => false,
+            };
             assert!(
-                matches!(outer, Action::BumpClock(_) | Action::StrobeClock(_)),
-                "only a clock fault has a companion: {events:?}"
+                matches!(outer, Action::BumpClock(_) | Action::StrobeClock(_))
+                    || isolated_then_paused,
+                "only a clock fault or an election fault nests another: {events:?}"
             );
         }
         open.push(fault.clone());
@@ -488,6 +579,7 @@ fn the_schedule_is_reproducible_from_the_seed() {
             Kind::Pause,
             Kind::Kill,
             Kind::Clock,
+            Kind::Election,
         ],
         &test.nodes,
         true,
@@ -496,6 +588,18 @@ fn the_schedule_is_reproducible_from_the_seed() {
     let mut drawn = Vec::new();
     while drawn.len() < first.len() {
         let planned = schedule.next_fault();
+        if let Plan::Election(Election::PauseIsolatedLeader { .. }) = &planned.plan {
+            // Recorded as the isolation of the leader, then its pause.
+            drawn.push(Plan::IsolateLeader {
+                fallback: "n2".into(),
+                pick: 0,
+            });
+            drawn.push(Plan::Apply(Action::Pause(crate::action::Targets {
+                target: Target::Leader,
+                nodes: vec!["n2".into()],
+            })));
+            continue;
+        }
         drawn.push(planned.plan);
         drawn.extend(planned.with);
     }
@@ -515,6 +619,7 @@ fn the_schedule_is_reproducible_from_the_seed() {
                 assert_eq!(value["partition"], json!("isolate-leader"));
                 assert_eq!(value["isolated"], json!("n2"));
             }
+            Plan::Election(election) => unreachable!("expanded above: {election:?}"),
         }
     }
     let (_, other) = events(22);

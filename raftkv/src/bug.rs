@@ -34,15 +34,17 @@ pub enum Bug {
     NoFsync,
     /// The leader answers reads from local state while it holds a lease (a quorum acknowledged
     /// it within the last election timeout, counted in its own ticks), without ReadIndex and
-    /// without waiting to commit an entry of its term.
+    /// without waiting to commit an entry of its term. This is etcd's lease-based read
+    /// (`ReadOnlyLeaseBased`), which is safe only while every node's clock runs at the same
+    /// rate.
     ///
     /// Breaks: the lease is only safe under bounded clock drift and no process pauses; and a
     /// new leader may not yet know the commit index of the previous term (§8).
-    /// Symptom: after a pause (GC, VM migration) or right after an election, the leader
-    /// returns a stale value.
-    ///
-    /// The server shell implements its own, wall-clock variant instead of the core's
-    /// tick-counted one (see [`crate::server`]): libfaketime skew and SIGSTOP expose it.
+    /// Symptom: after a pause (GC, VM migration, SIGSTOP) the old leader returns stale values
+    /// until its lease runs out. Its clock is its ticks, and a paused process misses its ticks
+    /// (the server's event loop skips them rather than firing a burst on resume), so the lease
+    /// it took before the pause still looks fresh, though the followers, whose clocks kept
+    /// running, have elected a new leader that took writes meanwhile.
     LeaseRead,
     /// The vote is not persisted: hard state is saved with no vote.
     ///

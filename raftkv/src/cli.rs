@@ -35,7 +35,7 @@ pub const AFTER_HELP: &str = r#"CLIENT API (HTTP/1.1 + JSON on --listen-client; 
 
 BUGS (--bug, off by default):
   stale-read              any node answers reads from local state, no ReadIndex
-  lease-read              the leader answers reads under a wall-clock lease, no ReadIndex
+  lease-read              the leader answers reads under a lease counted in its ticks, no ReadIndex
   no-fsync                acknowledges writes before they are durable
   forget-vote             the vote is not persisted (two leaders in a term after a restart)
   old-term-commit         commits earlier-term entries by counting replicas (Figure 8)

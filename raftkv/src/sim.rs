@@ -99,6 +99,12 @@ pub struct SimConfig {
     pub compact_after_entries: u64,
     /// Under the no-fsync bug: the chance per tick that the OS writes a node's dirty pages.
     pub writeback_per_tick: f64,
+    /// Whether a message on its way to a node that crashes is still delivered once the node
+    /// restarts (true: a datagram network, or any network whose delays can outlast a
+    /// restart), or is lost with the crash (false: the server's transport, where a message
+    /// travels on a TCP connection to one process and a restarted process gets new
+    /// connections).
+    pub messages_outlive_crashes: bool,
 }
 
 impl SimConfig {
@@ -139,6 +145,7 @@ impl SimConfig {
             op_timeout_ms: 300,
             compact_after_entries: 32,
             writeback_per_tick: 0.1,
+            messages_outlive_crashes: true,
         }
     }
 
@@ -512,7 +519,8 @@ pub fn stale_reads(
 #[derive(Debug)]
 enum Event {
     Tick(NodeId),
-    Deliver(Message),
+    /// A message, and the incarnation of its receiver when it was sent.
+    Deliver(Message, u64),
     ClientInvoke(usize),
     ClientArrive(u64),
     ClientTimeout(u64),
@@ -535,6 +543,8 @@ struct SimNode {
     proposals: BTreeMap<u64, (u64, u64)>,
     /// Reads confirmed by ReadIndex, waiting for the state machine: (op, index).
     reads: Vec<(u64, u64)>,
+    /// How many times the node crashed: which process a message was sent to.
+    incarnation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -626,6 +636,7 @@ impl Sim {
                 backlog: Vec::new(),
                 proposals: BTreeMap::new(),
                 reads: Vec::new(),
+                incarnation: 0,
             };
             nodes.insert(id, node);
         }
@@ -735,14 +746,18 @@ impl Sim {
                 }
                 self.schedule(next, Event::Tick(id));
             }
-            Event::Deliver(msg) => {
+            Event::Deliver(msg, incarnation) => {
                 let to = msg.to;
                 if self.blocked.contains(&(msg.from, to)) {
                     return;
                 }
                 let node = self.nodes.get_mut(&to).expect("node exists");
+                if !self.config.messages_outlive_crashes && incarnation != node.incarnation {
+                    // Sent to the process that crashed: lost with its connections.
+                    return;
+                }
                 if node.paused {
-                    node.backlog.push(Event::Deliver(msg));
+                    node.backlog.push(Event::Deliver(msg, incarnation));
                 } else if let Some(raft) = node.raft.as_mut() {
                     self.messages_delivered += 1;
                     raft.step(msg);
@@ -986,7 +1001,8 @@ impl Sim {
                 self.config.message_delay_ms
             };
             let delay = self.rng.gen_range(lo..=hi);
-            self.schedule(delay, Event::Deliver(msg.clone()));
+            let incarnation = self.nodes[&msg.to].incarnation;
+            self.schedule(delay, Event::Deliver(msg.clone(), incarnation));
         }
     }
 
@@ -999,6 +1015,7 @@ impl Sim {
         node.backlog.clear();
         node.proposals.clear();
         node.reads.clear();
+        node.incarnation += 1;
         self.crashes += 1;
     }
 

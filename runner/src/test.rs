@@ -118,8 +118,9 @@ pub struct TestArgs {
     #[arg(long)]
     max_transfer: Option<i64>,
 
-    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, none. Default:
-    /// partition,pause,kill; pause,kill for postgres; none for memory.
+    /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
+    /// aimed at leader changes, docs/nemesis.md), none. Default: partition,pause,kill;
+    /// pause,kill for postgres; none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
 

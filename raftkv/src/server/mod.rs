@@ -36,20 +36,19 @@
 //!
 //! # Bugs on this path
 //! - `stale-read`: every GET answers from local state on any node, no ReadIndex.
-//! - `lease-read`: the leader answers GETs from local state while a quorum acknowledged it
-//!   within the minimum election timeout, measured on the wall clock ([`std::time::SystemTime`],
-//!   so libfaketime moves it; a clock stepping back makes every ack look new). Acks are stamped
-//!   when they are *handled* and the lease is checked against a coarse clock sampled once per
-//!   heartbeat interval, so after a SIGSTOP the leader trusts its pre-pause lease until that
-//!   sample is next refreshed: reads that queued up during the pause can be answered stale. Without a lease it falls
-//!   back to ReadIndex.
+//! - `lease-read`: the core's switch ([`crate::bug::Bug::LeaseRead`]): the leader answers GETs
+//!   from local state while a quorum acknowledged it within the minimum election timeout,
+//!   counted in the node's own ticks. The event loop skips the ticks it missed while the
+//!   process was stopped (SIGSTOP, a VM pause), so a resumed leader trusts its pre-pause lease
+//!   for up to an election timeout, even if a new leader was elected and took writes
+//!   meanwhile. Without a lease it falls back to ReadIndex.
 //! - `snapshot-isolation-txn`: `POST /txn` runs a read phase at a ReadIndex, then proposes
 //!   only its writes with a write-write conflict check
 //!   ([`Kv::txn_read_phase`](crate::kv::Kv::txn_read_phase)): two concurrent transactions that
 //!   read each other's write set both commit (write skew).
 //!
-//! The core's own `stale-read` and `lease-read` switches (tick-based) are left off in the
-//! server: the shell implements both itself, as above.
+//! The core's own `stale-read` switch is left off in the server: the shell implements it
+//! itself, as above (on any node, without asking the core).
 
 pub mod api;
 pub mod http;
@@ -194,8 +193,8 @@ impl Server {
         let members: Vec<NodeId> = config.peers.keys().copied().collect();
         let mut core_bugs = Bugs::none();
         for bug in Bug::ALL {
-            // The shell implements the read bugs itself (on the wall clock, for lease-read).
-            if config.bugs.contains(bug) && !matches!(bug, Bug::StaleRead | Bug::LeaseRead) {
+            // The shell implements stale-read itself (any node answers without the core).
+            if config.bugs.contains(bug) && bug != Bug::StaleRead {
                 core_bugs.insert(bug);
             }
         }
@@ -240,8 +239,6 @@ impl Server {
         let options = NodeOptions {
             bugs: config.bugs.clone(),
             tick: Duration::from_millis(config.tick_ms),
-            lease: Duration::from_millis(config.tick_ms * u64::from(config.election_ticks)),
-            heartbeat_ticks: u64::from(config.heartbeat_ticks),
             snapshot_every: config.snapshot_every,
         };
         let node = NodeLoop::new(raft, storage, kv, options, peers, seed);

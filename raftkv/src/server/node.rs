@@ -172,10 +172,6 @@ fn append_covers(later: &Message, earlier: &Message) -> bool {
 pub struct NodeOptions {
     pub bugs: Bugs,
     pub tick: Duration,
-    /// The minimum election timeout, as wall-clock time (the lease-read bug's lease).
-    pub lease: Duration,
-    /// How many ticks between samples of the lease-read bug's coarse clock.
-    pub heartbeat_ticks: u64,
     pub snapshot_every: u64,
 }
 
@@ -192,13 +188,6 @@ pub struct NodeLoop {
     next_read_context: u64,
     next_request_id: u64,
     next_forward_id: u64,
-    /// Lease-read bug: when each peer last acknowledged this leader, by the wall clock.
-    lease_acks: BTreeMap<NodeId, SystemTime>,
-    /// Lease-read bug: the wall clock as sampled at the last heartbeat interval (a coarse
-    /// clock, as event loops cache it). After a SIGSTOP it keeps its pre-pause time until
-    /// the next heartbeat interval ends.
-    coarse_clock: SystemTime,
-    ticks_since_clock_sample: u64,
     observed: (u64, Role, Option<NodeId>),
 }
 
@@ -234,9 +223,6 @@ impl NodeLoop {
             next_read_context: 1,
             next_request_id: request_id_base,
             next_forward_id: 1,
-            lease_acks: BTreeMap::new(),
-            coarse_clock: SystemTime::now(),
-            ticks_since_clock_sample: 0,
             observed,
         }
     }
@@ -250,16 +236,13 @@ impl NodeLoop {
     ) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(self.options.tick);
         // After a stall, do not fire a burst of ticks (a burst would start elections at once).
+        // So the node's clock, counted in ticks, does not advance while the process is
+        // stopped: the lease-read bug's lease outlives a pause (see `crate::bug::Bug`).
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let result = loop {
             tokio::select! {
                 _ = shutdown.changed() => break Ok(()),
                 _ = ticker.tick() => {
-                    self.ticks_since_clock_sample += 1;
-                    if self.ticks_since_clock_sample >= self.options.heartbeat_ticks {
-                        self.ticks_since_clock_sample = 0;
-                        self.coarse_clock = SystemTime::now();
-                    }
                     self.raft.tick();
                     self.expire(Instant::now());
                 }
@@ -329,12 +312,6 @@ impl NodeLoop {
                 if !self.raft.config().members.contains(&msg.from) || msg.from == self.id {
                     return;
                 }
-                if matches!(msg.body, MessageBody::AppendEntriesResponse { .. })
-                    && self.raft.is_leader()
-                    && msg.term == self.raft.term()
-                {
-                    self.lease_acks.insert(msg.from, SystemTime::now());
-                }
                 self.raft.step(msg);
             }
             Event::Peer(PeerFrame::Forward {
@@ -366,7 +343,7 @@ impl NodeLoop {
             "last_index": self.raft.log().last_index(),
             "snapshot_index": self.raft.log().snapshot().index,
             // This node's wall clock (ms since the epoch): how a harness sees the clock skew
-            // it injects (libfaketime) and the lease-read bug's view of time.
+            // it injects (libfaketime). Raft itself counts ticks and never reads it.
             "wall_clock_ms": SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -374,31 +351,14 @@ impl NodeLoop {
         }))
     }
 
-    fn lease_valid(&self) -> bool {
-        if !self.raft.is_leader() {
-            return false;
-        }
-        // The bug's clock: the wall clock sampled each heartbeat interval, compared with acks stamped
-        // when they were handled. A clock that stepped back, or a sample older than an ack,
-        // makes the ack look brand new.
-        let now = self.coarse_clock;
-        let fresh = self
-            .lease_acks
-            .values()
-            .filter(|&&at| now.duration_since(at).unwrap_or_default() < self.options.lease)
-            .count();
-        1 + fresh > self.raft.config().members.len() / 2
-    }
-
     fn handle_client(&mut self, request: ClientRequest, responder: Responder, deadline: Instant) {
         let bugs = &self.options.bugs;
         let command = match request {
             ClientRequest::Status => return self.respond(responder, self.status()),
             ClientRequest::Get { key, stale } => {
-                let local = stale
-                    || bugs.contains(Bug::StaleRead)
-                    || (bugs.contains(Bug::LeaseRead) && self.lease_valid());
-                if local {
+                // The lease-read bug lives in the core: its `read_index` answers at once while
+                // the leader's tick-counted lease holds.
+                if stale || bugs.contains(Bug::StaleRead) {
                     let value = self.kv.get(&key);
                     return self.respond(responder, ApiResponse::value(value));
                 }
@@ -766,14 +726,11 @@ impl NodeLoop {
         Ok(())
     }
 
-    /// Logs role changes; drops the lease when leadership or term changes.
+    /// Logs role changes.
     fn observe(&mut self) {
         let now = (self.raft.term(), self.raft.role(), self.raft.leader());
         if now == self.observed {
             return;
-        }
-        if now.0 != self.observed.0 || now.1 != Role::Leader {
-            self.lease_acks.clear();
         }
         if now.1 != self.observed.1 || now.2 != self.observed.2 {
             tracing::info!(
