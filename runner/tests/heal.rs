@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The tests run one at a time: each one's `faultline heal` (and `faultline test`, which heals
+/// first) would kill the other's leftovers before it could look at them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn faultline(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(args)
@@ -109,6 +117,7 @@ fn check_history(run: &Path) {
 
 #[test]
 fn a_paused_raftkv_node_of_a_killed_harness_is_healed() {
+    let _one = one_at_a_time();
     let store = store("raftkv");
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
@@ -159,6 +168,7 @@ fn etcd_members_of_a_killed_harness_are_healed() {
         eprintln!("skipped: /usr/bin/etcd is not installed (scripts/install-deps installs it)");
         return;
     }
+    let _one = one_at_a_time();
     let store = store("etcd");
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
