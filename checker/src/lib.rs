@@ -24,6 +24,7 @@
 //! interpret is `unknown`, with the reason.
 
 pub mod linearizability;
+pub mod lock;
 pub mod models;
 pub mod set;
 pub mod txn;

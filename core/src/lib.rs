@@ -27,6 +27,7 @@ pub mod harness_error;
 pub mod history;
 pub mod import;
 pub mod jsonl;
+pub mod lock;
 pub mod nemesis;
 pub mod net;
 pub mod remote;
