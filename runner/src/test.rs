@@ -74,7 +74,7 @@ pub struct TestArgs {
     #[arg(long = "var", value_name = "NAME=VALUE", requires = "target_file")]
     vars: Vec<String>,
 
-    /// The workload: register, set, list-append, rw-register, bank.
+    /// The workload: register, set, list-append, rw-register, bank, lock, fenced-lock.
     #[arg(long, default_value = "register")]
     workload: String,
 
@@ -117,6 +117,21 @@ pub struct TestArgs {
     /// bank: the largest amount one transfer moves (default 5).
     #[arg(long)]
     max_transfer: Option<i64>,
+
+    /// lock, fenced-lock: the lease each acquire asks for, in milliseconds (default 1000).
+    #[arg(long)]
+    lease_ms: Option<u64>,
+
+    /// lock: whether the protected resource rejects tokens lower than the highest it accepted
+    /// (default off; fenced-lock: always on).
+    #[arg(long, value_parser = ["on", "off"])]
+    fencing: Option<String>,
+
+    /// lock, fenced-lock: in a quarter of the holds, one write stalls this long after its
+    /// holder checked its lease and before it is sent, as a paused process would (default 0:
+    /// never).
+    #[arg(long)]
+    client_pause_ms: Option<u64>,
 
     /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
     /// aimed at leader changes, docs/nemesis.md), none. Default: partition,pause,kill;
@@ -717,6 +732,9 @@ fn workload_options(args: &TestArgs) -> BTreeMap<String, Value> {
     if let Some(dist) = &args.key_dist {
         options.insert("key_dist".to_string(), json!(dist));
     }
+    if let Some(fencing) = &args.fencing {
+        options.insert("fencing".to_string(), json!(fencing));
+    }
     options
 }
 
@@ -733,6 +751,8 @@ fn workload_numbers(args: &TestArgs) -> Vec<(&'static str, Value)> {
         ("accounts", args.accounts.map(|n| json!(n))),
         ("total", args.total.map(|n| json!(n))),
         ("max-transfer", args.max_transfer.map(|n| json!(n))),
+        ("lease-ms", args.lease_ms.map(|n| json!(n))),
+        ("client-pause-ms", args.client_pause_ms.map(|n| json!(n))),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -773,6 +793,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     }
     if let Some(dist) = &args.key_dist {
         cmd.push_str(&format!(" --key-dist {dist}"));
+    }
+    if let Some(fencing) = &args.fencing {
+        cmd.push_str(&format!(" --fencing {fencing}"));
     }
     for var in &args.vars {
         cmd.push_str(&format!(" --var {}", shell_quote(var)));

@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, Bank, Transfer};
 use faultline_core::{
@@ -46,8 +47,10 @@ use faultline_core::{
 
 use crate::cluster::{self, log_tail, resolve, Cluster, Endpoint, Options};
 use crate::daemon::{self, Daemon};
+use crate::etcd_lock::EtcdLocks;
 use crate::etcd_txn::{self, Read};
 use crate::http::{Connection, RequestError, Response};
+use crate::lock::Holder;
 use crate::{Target, TargetError};
 
 /// Debian's etcd server.
@@ -567,10 +570,12 @@ pub enum ClientMode {
     Register,
     Txn,
     Bank(Bank),
+    /// The lock workloads (see [`crate::etcd_lock`]).
+    Lock(LockSpec),
 }
 
 /// What became of one request.
-enum Delivery {
+pub(crate) enum Delivery {
     Reply(Response),
     /// It never left (no connection): the member never saw it.
     NotSent(String),
@@ -587,11 +592,20 @@ pub struct EtcdClient {
     request_timeout: Duration,
     addr: Option<SocketAddr>,
     connection: Option<Connection>,
+    /// The lock workloads: this client's hold, the lease behind it, and whether it made sure
+    /// the fence key exists.
+    holder: Holder,
+    lock_lease: Option<String>,
+    fence_ready: bool,
 }
 
 impl EtcdClient {
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// One gateway request, bounded by `deadline` (connecting first if needed).
-    async fn post(&mut self, path: &str, body: &Value, deadline: Instant) -> Delivery {
+    pub(crate) async fn post(&mut self, path: &str, body: &Value, deadline: Instant) -> Delivery {
         let Some(addr) = self.addr else {
             return Delivery::NotSent("not-opened".into());
         };
@@ -635,6 +649,24 @@ impl EtcdClient {
             (ClientMode::Txn, "txn") => self.txn(op, deadline).await,
             (ClientMode::Bank(bank), "read") => self.bank_read(&bank, deadline).await,
             (ClientMode::Bank(bank), "transfer") => self.transfer(&bank, op, deadline).await,
+            (ClientMode::Lock(spec), _) => {
+                // The holder and the lease live in the client, which the service borrows.
+                let mut holder = std::mem::take(&mut self.holder);
+                let mut lease = self.lock_lease.take();
+                let mut fence_ready = self.fence_ready;
+                let completion = {
+                    let mut service = EtcdLocks {
+                        client: self,
+                        lease: &mut lease,
+                        fence_ready: &mut fence_ready,
+                    };
+                    holder.invoke(&mut service, &spec, op).await
+                };
+                self.holder = holder;
+                self.lock_lease = lease;
+                self.fence_ready = fence_ready;
+                completion
+            }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -835,6 +867,9 @@ impl Client for EtcdClient {
                 request_timeout: self.request_timeout,
                 addr: Some(addr),
                 connection: None,
+                holder: Holder::default(),
+                lock_lease: None,
+                fence_ready: false,
             }) as Box<dyn Client>)
         })
     }
@@ -899,6 +934,9 @@ impl EtcdClient {
             request_timeout,
             addr: None,
             connection: None,
+            holder: Holder::default(),
+            lock_lease: None,
+            fence_ready: false,
         }
     }
 }
@@ -908,6 +946,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let mode = match test.workload.as_str() {
         "register" => ClientMode::Register,
         "list-append" | "rw-register" => ClientMode::Txn,
+        "lock" | "fenced-lock" => {
+            ClientMode::Lock(
+                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "lock".into(),
+                    why,
+                })?,
+            )
+        }
         "bank" => {
             ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
                 target: "etcd".into(),

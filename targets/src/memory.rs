@@ -12,9 +12,16 @@
 //! | `stale-read` | reads are served from a replica copy of each key refreshed at most every `replica_lag_ms` (default 20 ms) | register: a read returns a value overwritten before it began (not linearizable); set: stale or lost elements in reads |
 //! | `lost-write` | one in `lost_write_one_in` (default 10) writes and adds is acknowledged and dropped | register: reads miss an acknowledged write (not linearizable); set: lost elements |
 //! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
+//! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
 //!
 //! `stale-read` and `lost-write` apply to registers and sets; `snapshot-isolation-txn` to the
-//! transactional workloads (asking for a bug the workload cannot show is a bad argument).
+//! transactional workloads; `double-grant` to the lock workloads (asking for a bug the workload
+//! cannot show is a bad argument).
+//!
+//! Locks (`lock`, `fenced-lock`; see [`faultline_core::lock`]): a lock holds its holder's token
+//! and lease end (on this process's monotonic clock), a counter of grants for tokens, and a
+//! protected resource: the list of accepted `[token, id]` writes and the highest token
+//! accepted.
 //!
 //! (raftkv's `no-fsync` loses acknowledged writes only when nodes crash together; this store
 //! has no crash, so its bug is named for what it does: `lost-write`.)
@@ -35,19 +42,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
+use crate::lock::{Grant, Holder, LockService};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 3] = ["stale-read", "lost-write", "snapshot-isolation-txn"];
-/// The bugs that break registers and sets.
-const KEY_BUGS: [&str; 2] = ["stale-read", "lost-write"];
+pub const BUGS: [&str; 4] = [
+    "stale-read",
+    "lost-write",
+    "snapshot-isolation-txn",
+    "double-grant",
+];
 /// The workloads whose operations are transactions.
 const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Default time between a `snapshot-isolation-txn` transaction's snapshot and its commit.
 pub const DEFAULT_SI_WINDOW_MS: u64 = 2;
+/// Default share of acquires of a held lock `double-grant` grants: one in this many.
+pub const DEFAULT_DOUBLE_GRANT_ONE_IN: u64 = 3;
 /// Default lag of the `stale-read` replica.
 pub const DEFAULT_REPLICA_LAG_MS: u64 = 20;
 /// Default share of writes `lost-write` drops: one in this many.
@@ -64,6 +78,9 @@ pub struct MemoryOptions {
     pub si_window: Duration,
     pub replica_lag: Duration,
     pub lost_write_one_in: u64,
+    /// Acquires of a held lock are granted anyway, one in `double_grant_one_in`.
+    pub double_grant: bool,
+    pub double_grant_one_in: u64,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -79,6 +96,8 @@ impl Default for MemoryOptions {
             si_window: Duration::from_millis(DEFAULT_SI_WINDOW_MS),
             replica_lag: Duration::from_millis(DEFAULT_REPLICA_LAG_MS),
             lost_write_one_in: DEFAULT_LOST_WRITE_ONE_IN,
+            double_grant: false,
+            double_grant_one_in: DEFAULT_DOUBLE_GRANT_ONE_IN,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -97,6 +116,7 @@ impl MemoryOptions {
                 "stale-read" => options.stale_read = true,
                 "lost-write" => options.lost_write = true,
                 "snapshot-isolation-txn" => options.snapshot_isolation_txn = true,
+                "double-grant" => options.double_grant = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -121,6 +141,9 @@ impl MemoryOptions {
                 "lost_write_one_in" => {
                     options.lost_write_one_in = number()?.max(1);
                 }
+                "double_grant_one_in" => {
+                    options.double_grant_one_in = number()?.max(1);
+                }
                 // The runner gives every local target the run's node directory; the memory
                 // store keeps nothing on disk.
                 "data_dir" => {}
@@ -129,7 +152,7 @@ impl MemoryOptions {
                         target: "memory".into(),
                         option: name.clone(),
                         why: "unknown option; known: latency_ms, replica_lag_ms, \
-                              lost_write_one_in, si_window_ms, data_dir"
+                              lost_write_one_in, si_window_ms, double_grant_one_in, data_dir"
                             .into(),
                     })
                 }
@@ -187,7 +210,21 @@ struct State {
     cells: HashMap<String, Cell>,
     /// Transactions committed so far: the version a snapshot is taken at.
     commits: u64,
+    locks: HashMap<String, LockCell>,
     rng: SmallRng,
+}
+
+/// A lock and the resource it protects.
+#[derive(Debug, Default)]
+struct LockCell {
+    /// The holder's token and when its lease ends.
+    holder: Option<(i64, Instant)>,
+    /// The last token granted.
+    last_token: i64,
+    /// Accepted writes, `[token, id]`, in order.
+    resource: Vec<Value>,
+    /// The highest token the resource accepted.
+    highest: i64,
 }
 
 impl State {
@@ -210,6 +247,10 @@ pub enum StoreError {
     Aborted,
     #[error("insufficient-funds")]
     InsufficientFunds,
+    #[error("not-held")]
+    NotHeld,
+    #[error("stale-token")]
+    StaleToken,
     #[error("bad-request: {0}")]
     BadRequest(String),
 }
@@ -361,6 +402,7 @@ impl MemoryStore {
                 sets: HashMap::new(),
                 cells: HashMap::new(),
                 commits: 0,
+                locks: HashMap::new(),
                 rng,
             }),
         }
@@ -401,6 +443,68 @@ impl MemoryStore {
         state.sets.clear();
         state.cells.clear();
         state.commits = 0;
+        state.locks.clear();
+    }
+
+    /// Grants `lock` for `lease` if it is free or its lease has ended (or, with
+    /// `double-grant`, sometimes anyway), with the next token.
+    pub fn lock_acquire(&self, lock: &str, lease: Duration) -> Result<Grant, StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let double = self.options.double_grant
+            && state.rng.gen_range(0..self.options.double_grant_one_in) == 0;
+        let cell = state.locks.entry(lock.to_string()).or_default();
+        if cell.holder.is_some_and(|(_, end)| end > now) && !double {
+            return Ok(Grant::Held);
+        }
+        cell.last_token += 1;
+        cell.holder = Some((cell.last_token, now + lease));
+        Ok(Grant::Granted(cell.last_token))
+    }
+
+    /// Releases `lock` if `token` still holds it (its lease not ended); else `NotHeld`.
+    pub fn lock_release(&self, lock: &str, token: i64) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let cell = state.locks.entry(lock.to_string()).or_default();
+        match cell.holder {
+            Some((holder, end)) if holder == token && end > now => {
+                cell.holder = None;
+                Ok(())
+            }
+            _ => Err(StoreError::NotHeld),
+        }
+    }
+
+    /// Appends `[token, id]` to the lock's resource; with `fencing`, only if no higher token
+    /// was accepted before (else `StaleToken`).
+    pub fn resource_write(
+        &self,
+        lock: &str,
+        token: i64,
+        id: &Value,
+        fencing: bool,
+    ) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        let cell = state.locks.entry(lock.to_string()).or_default();
+        if fencing && token < cell.highest {
+            return Err(StoreError::StaleToken);
+        }
+        cell.highest = cell.highest.max(token);
+        cell.resource.push(serde_json::json!([token, id]));
+        Ok(())
+    }
+
+    /// The lock's resource: accepted `[token, id]` writes in order.
+    pub fn resource_read(&self, lock: &str) -> Result<Value, StoreError> {
+        let state = self.up()?;
+        Ok(Value::Array(
+            state
+                .locks
+                .get(lock)
+                .map(|cell| cell.resource.clone())
+                .unwrap_or_default(),
+        ))
     }
 
     /// The register's value; null when never written.
@@ -521,6 +625,48 @@ pub enum Mode {
     Set,
     Txn,
     Bank(Bank),
+    Lock(LockSpec),
+}
+
+/// The memory store as a lock service.
+struct MemoryLocks<'a>(&'a MemoryStore);
+
+impl LockService for MemoryLocks<'_> {
+    fn acquire<'a>(
+        &'a mut self,
+        lock: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Grant, Completion>> {
+        Box::pin(async move {
+            self.0
+                .lock_acquire(lock, lease)
+                .map_err(|e| completion(Err(e)))
+        })
+    }
+
+    fn release<'a>(&'a mut self, lock: &'a str, token: i64) -> BoxFuture<'a, Completion> {
+        Box::pin(async move { completion(self.0.lock_release(lock, token).map(|()| Value::Null)) })
+    }
+
+    fn write<'a>(
+        &'a mut self,
+        lock: &'a str,
+        token: i64,
+        id: &'a Value,
+        fencing: bool,
+    ) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            completion(
+                self.0
+                    .resource_write(lock, token, id, fencing)
+                    .map(|()| id.clone()),
+            )
+        })
+    }
+
+    fn read<'a>(&'a mut self, lock: &'a str) -> BoxFuture<'a, Completion> {
+        Box::pin(async move { completion(self.0.resource_read(lock)) })
+    }
 }
 
 /// The memory target's db: one node, `n1`; setup opens the store, teardown closes and empties
@@ -569,6 +715,8 @@ fn completion(outcome: Result<Value, StoreError>) -> Completion {
 pub struct MemoryClient {
     store: Arc<MemoryStore>,
     mode: Mode,
+    /// The lock workloads: this client's hold.
+    holder: Holder,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -579,6 +727,7 @@ impl MemoryClient {
         MemoryClient {
             store,
             mode,
+            holder: Holder::default(),
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -678,6 +827,10 @@ impl Client for MemoryClient {
             let completion = match self.mode {
                 Mode::Register | Mode::Set => self.apply(op),
                 Mode::Txn | Mode::Bank(_) => self.apply_txn(op).await,
+                Mode::Lock(spec) => {
+                    let mut service = MemoryLocks(&self.store);
+                    self.holder.invoke(&mut service, &spec, op).await
+                }
             };
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
@@ -698,6 +851,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         "register" => Mode::Register,
         "set" => Mode::Set,
         "list-append" | "rw-register" => Mode::Txn,
+        "lock" | "fenced-lock" => {
+            Mode::Lock(
+                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "memory".into(),
+                    option: "lock".into(),
+                    why,
+                })?,
+            )
+        }
         "bank" => Mode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
             target: "memory".into(),
             option: "bank".into(),
@@ -712,8 +874,14 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     };
     // A bug the workload's operations never meet would pass silently: refuse it.
     let transactional = TXN_WORKLOADS.contains(&test.workload.as_str());
+    let locking = matches!(mode, Mode::Lock(_));
     for bug in &test.bugs {
-        if KEY_BUGS.contains(&bug.as_str()) == transactional {
+        let applies = match bug.as_str() {
+            "double-grant" => locking,
+            "snapshot-isolation-txn" => transactional,
+            _ => !transactional && !locking,
+        };
+        if !applies {
             return Err(TargetError::BugNotApplicable {
                 target: "memory".into(),
                 bug: bug.clone(),

@@ -68,11 +68,13 @@
 //! accepts connections, and the lock file is where any other tool would look.
 
 pub mod client;
+pub mod lock;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::lock::LockSpec;
 use faultline_core::remote::Command;
 use faultline_core::txn::Bank;
 use faultline_core::{BoxFuture, Db, HarnessError, Kill, Node, Pause, Remote, Test};
@@ -138,7 +140,10 @@ pub const OPTIONS: [&str; 6] = [
 pub const SCHEMA: &str = "\
 CREATE TABLE IF NOT EXISTS registers (k jsonb PRIMARY KEY, v jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS lists (k jsonb PRIMARY KEY, v jsonb NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);";
+CREATE TABLE IF NOT EXISTS accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS lease (name text PRIMARY KEY, holder text, token bigint NOT NULL DEFAULT 0, expires timestamptz);
+CREATE TABLE IF NOT EXISTS fence (name text PRIMARY KEY, highest bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS resource (seq bigserial PRIMARY KEY, name text NOT NULL, token bigint NOT NULL, id jsonb NOT NULL);";
 
 /// The shell script behind every signal this target sends, run as `sh -c SCRIPT postgres
 /// VERB DATA_DIR`. The postmaster is the pid on the first line of `DATA_DIR/postmaster.pid`,
@@ -872,12 +877,25 @@ impl Pause for PostgresDb {
 /// The postgres target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
     let options = Options::new("postgres", test, &OPTIONS)?;
-    let Some(model) = DataModel::for_workload(&test.workload) else {
+    let lock_spec = match test.workload.as_str() {
+        "lock" | "fenced-lock" => {
+            Some(
+                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "postgres".into(),
+                    option: "lock".into(),
+                    why,
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let model = DataModel::for_workload(&test.workload);
+    if model.is_none() && lock_spec.is_none() {
         return Err(TargetError::UnsupportedWorkload {
             target: "postgres".into(),
             workload: test.workload.clone(),
         });
-    };
+    }
     if let Some(fault) = test
         .nemesis
         .iter()
@@ -902,15 +920,25 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         .u64_in("request_timeout_ms", 1, 3_600_000)?
         .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
     let db = Arc::new(PostgresDb::from_test(test)?);
+    let request_timeout = Duration::from_millis(request_timeout_ms);
+    let client: Arc<dyn faultline_core::Client> = match (model, lock_spec) {
+        (Some(model), _) => Arc::new(PostgresClient::new(
+            db.clone(),
+            model,
+            isolation,
+            request_timeout,
+        )),
+        (None, Some(spec)) => Arc::new(lock::PostgresLockClient::new(
+            db.clone(),
+            spec,
+            request_timeout,
+        )),
+        (None, None) => unreachable!("refused above"),
+    };
     Ok(Target {
         db: db.clone(),
         nodes: vec![db.server_node().to_string()],
-        client: Arc::new(PostgresClient::new(
-            db,
-            model,
-            isolation,
-            Duration::from_millis(request_timeout_ms),
-        )),
+        client,
     })
 }
 

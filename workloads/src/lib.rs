@@ -9,7 +9,8 @@
 //!
 //! Workloads: [`register`] (linearizability per key), [`set`], and the transactional
 //! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
-//! in `test.workload_options`) and [`bank`]. What a client of a transactional workload
+//! in `test.workload_options`) and [`bank`]; [`lock`] (`lock`, `fenced-lock`: leases and
+//! fencing tokens, see [`faultline_core::lock`]). What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -29,6 +30,7 @@ pub mod bank;
 pub mod clock;
 pub mod generator;
 pub mod interpreter;
+pub mod lock;
 pub mod register;
 pub mod set;
 pub mod txn;
@@ -43,7 +45,17 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 5] = ["register", "set", "list-append", "rw-register", "bank"];
+pub const NAMES: [&str; 7] = [
+    "register",
+    "set",
+    "list-append",
+    "rw-register",
+    "bank",
+    "lock",
+    "fenced-lock",
+];
+/// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
+pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
 /// The transactional workloads: they take `--consistency` and the key and length options.
 pub const TXN_NAMES: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Every workload name `CONTRACTS.md` promises, available or not.
@@ -122,10 +134,12 @@ impl Checked {
 }
 
 /// The workload `test.workload` names, with `test.workload_options`. Options are the
-/// transactional workloads' (see [`txn`] and [`bank`]); the register and set workloads take
-/// none.
+/// transactional workloads' (see [`txn`] and [`bank`]) and the lock workloads' (see [`lock`]);
+/// the register and set workloads take none.
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
-    if !TXN_NAMES.contains(&test.workload.as_str()) {
+    let own_options =
+        TXN_NAMES.contains(&test.workload.as_str()) || LOCK_NAMES.contains(&test.workload.as_str());
+    if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
                 workload: test.workload.clone(),
@@ -140,6 +154,7 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "list-append" => txn::workload(test, DataModel::ListAppend),
         "rw-register" => txn::workload(test, DataModel::RwRegister),
         "bank" => bank::workload(test),
+        "lock" | "fenced-lock" => lock::workload(test),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }
