@@ -46,6 +46,7 @@ pub mod orphans;
 pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
+pub mod raftkv_lock;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;

@@ -72,6 +72,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{
@@ -82,7 +83,9 @@ use faultline_core::{
 use crate::daemon::{self, Daemon};
 use crate::http::{Connection, RequestError, Response};
 use crate::local::free_port;
+use crate::lock::Holder;
 use crate::proxy::FaultProxy;
+use crate::raftkv_lock::RaftkvLocks;
 use crate::{Target, TargetError};
 
 /// raftkv's bug switches (`raftkv --help`).
@@ -1017,7 +1020,7 @@ pub async fn status(addr: SocketAddr) -> Result<Value, String> {
 
 /// The key of an operation as a path segment: its JSON text (strings unquoted),
 /// percent-encoded.
-fn key_path(key: Option<&Value>) -> String {
+pub(crate) fn key_path(key: Option<&Value>) -> String {
     let text = match key {
         None | Some(Value::Null) => "_".to_string(),
         Some(Value::String(s)) => s.clone(),
@@ -1055,10 +1058,12 @@ pub enum ClientMode {
     Register,
     Txn,
     Bank(Bank),
+    /// The lock workloads (see [`crate::raftkv_lock`]).
+    Lock(LockSpec),
 }
 
 /// What became of one request.
-enum Delivery {
+pub(crate) enum Delivery {
     Reply(Response),
     /// It never left: the node never saw it.
     NotSent(String),
@@ -1074,6 +1079,18 @@ pub struct RaftkvClient {
     mode: ClientMode,
     addr: Option<SocketAddr>,
     connection: Option<Connection>,
+    /// The lock workloads: this client's hold, its lease record, and its holder name.
+    holder: Holder,
+    lock_record: Option<Value>,
+    me: String,
+}
+
+/// Every raftkv client opened gets its own holder name.
+static NEXT_HOLDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn holder_name() -> String {
+    let n = NEXT_HOLDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("client-{}-{n}", std::process::id())
 }
 
 impl RaftkvClient {
@@ -1087,11 +1104,19 @@ impl RaftkvClient {
             mode,
             addr: None,
             connection: None,
+            holder: Holder::default(),
+            lock_record: None,
+            me: holder_name(),
         }
     }
 
     /// Sends one request on the kept connection (connecting first if there is none).
-    async fn send(&mut self, method: &str, path: &str, body: Option<&Value>) -> Delivery {
+    pub(crate) async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Delivery {
         let Some(addr) = self.addr else {
             return Delivery::NotSent("not-opened".into());
         };
@@ -1119,6 +1144,23 @@ impl RaftkvClient {
             (ClientMode::Txn, "txn") => self.txn(op).await,
             (ClientMode::Bank(bank), "read") => self.bank_read(&bank).await,
             (ClientMode::Bank(bank), "transfer") => self.transfer(&bank, op).await,
+            (ClientMode::Lock(spec), _) => {
+                // The hold lives in the client, which the service borrows.
+                let mut holder = std::mem::take(&mut self.holder);
+                let mut record = self.lock_record.take();
+                let me = self.me.clone();
+                let completion = {
+                    let mut service = RaftkvLocks {
+                        client: self,
+                        record: &mut record,
+                        me: &me,
+                    };
+                    holder.invoke(&mut service, &spec, op).await
+                };
+                self.holder = holder;
+                self.lock_record = record;
+                completion
+            }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -1316,6 +1358,9 @@ impl Client for RaftkvClient {
                 mode: self.mode,
                 addr: Some(addr),
                 connection: None,
+                holder: Holder::default(),
+                lock_record: None,
+                me: holder_name(),
             }) as Box<dyn Client>)
         })
     }
@@ -1338,6 +1383,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let client_mode = match test.workload.as_str() {
         "register" => ClientMode::Register,
         "list-append" | "rw-register" => ClientMode::Txn,
+        "lock" | "fenced-lock" => {
+            ClientMode::Lock(
+                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "raftkv".into(),
+                    option: "lock".into(),
+                    why,
+                })?,
+            )
+        }
         "bank" => {
             ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
                 target: "raftkv".into(),
