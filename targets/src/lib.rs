@@ -50,6 +50,7 @@ pub mod raftkv_lock;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
+pub mod zookeeper_lock;
 
 use std::sync::Arc;
 

@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::{
     BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, Node, Pause,
@@ -51,6 +52,7 @@ use zookeeper_client as zk;
 
 use crate::cluster::{self, log_tail, resolve, Cluster, Options};
 use crate::daemon::{self, Daemon};
+use crate::zookeeper_lock::ZookeeperLockClient;
 use crate::{Target, TargetError};
 
 pub const JAVA: &str = "/usr/bin/java";
@@ -426,7 +428,7 @@ pub async fn four_letter_word(addr: &str, word: &str) -> Result<String, String> 
 }
 
 /// Opens a session on `addr` only, bounded by `limit`.
-async fn connect(addr: &str, limit: Duration) -> Result<zk::Client, String> {
+pub(crate) async fn connect(addr: &str, limit: Duration) -> Result<zk::Client, String> {
     let connecting = zk::Client::connector()
         .with_session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))
         // One host: give up when it refuses instead of cycling until the session timeout.
@@ -917,26 +919,43 @@ impl ZookeeperClient {
 
 /// The ZooKeeper target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    if test.workload != "register" {
-        return Err(TargetError::UnsupportedWorkload {
-            target: "zookeeper".into(),
-            workload: test.workload.clone(),
-        });
-    }
+    let lock_spec = match test.workload.as_str() {
+        "register" => None,
+        "lock" | "fenced-lock" => {
+            Some(
+                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "zookeeper".into(),
+                    option: "lock".into(),
+                    why,
+                })?,
+            )
+        }
+        _ => {
+            return Err(TargetError::UnsupportedWorkload {
+                target: "zookeeper".into(),
+                workload: test.workload.clone(),
+            })
+        }
+    };
     let options = Options::new("zookeeper", test, &OPTIONS)?;
     let sync_reads = options.bool("sync_reads")?.unwrap_or(false);
     let request_timeout_ms = options
         .u64_in("request_timeout_ms", 1, 3_600_000)?
         .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
     let db = Arc::new(ZookeeperDb::from_test(test)?);
+    let request_timeout = Duration::from_millis(request_timeout_ms);
+    let client: Arc<dyn Client> = match lock_spec {
+        Some(spec) => Arc::new(ZookeeperLockClient::new(db.clone(), spec, request_timeout)),
+        None => Arc::new(ZookeeperClient::new(
+            db.clone(),
+            sync_reads,
+            request_timeout,
+        )),
+    };
     Ok(Target {
         db: db.clone(),
         nodes: db.nodes().to_vec(),
-        client: Arc::new(ZookeeperClient::new(
-            db,
-            sync_reads,
-            Duration::from_millis(request_timeout_ms),
-        )),
+        client,
     })
 }
 
