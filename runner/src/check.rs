@@ -13,12 +13,13 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
+use crate::{check_lock, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// The model: register, cas-register, multi-register, mutex, set, fifo-queue,
-    /// unordered-queue, string-kv; transactional: list-append, rw-register, bank. Default:
+    /// unordered-queue, string-kv; transactional: list-append, rw-register, bank; lock (leases
+    /// and fencing tokens: the lock workloads' histories). Default:
     /// implied by the format, else guessed from the operations.
     #[arg(long)]
     model: Option<String>,
@@ -117,6 +118,18 @@ pub fn run(args: CheckArgs) -> ExitCode {
     if args.report.is_some() && args.files.len() != 1 {
         eprintln!("faultline check: --report writes the report of one history: give one file");
         return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    if args.model.as_deref() == Some(check_lock::MODEL) {
+        if args.report.is_some() || args.consistency.is_some() || args.init.is_some() {
+            eprintln!("faultline check: --model lock takes no --report, --consistency or --init");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        return check_lock::run(&check_lock::Inputs {
+            files: &args.files,
+            format: args.format,
+            time_limit: args.time_limit,
+            json: args.json,
+        });
     }
     // Transactional models, and causal register models, have their own checker.
     match check_txn::requested(args.model.as_deref(), args.consistency.as_deref()) {
