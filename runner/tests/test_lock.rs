@@ -1,6 +1,7 @@
 //! `faultline test --workload lock|fenced-lock` end to end: against the in-process `memory`
-//! store (correct: valid; with its `double-grant` bug: two holders at once), and against a
-//! local PostgreSQL server's lease table under pauses, with and without fencing.
+//! store (correct: valid; with its `double-grant` bug: two holders at once), against a local
+//! PostgreSQL server's lease table with and without fencing, and the fenced lock of raftkv,
+//! etcd and ZooKeeper (local processes) under faults.
 //!
 //! One run at a time: the PostgreSQL runs each start their own server.
 
@@ -238,4 +239,67 @@ fn postgres_lease_without_fencing_splits_the_brain_and_fencing_keeps_the_resourc
     let (out, results) = run(&store, &args("fenced-lock", "pause", "10"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(fencing_counts(&results).is_empty(), "{results}");
+}
+
+/// The fault kinds a run's history recorded.
+fn faults(run: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(run.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|op| op["process"] == "nemesis")
+        .map(|op| op["f"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A fenced lock on a real target under faults: valid, with holds, and the faults happened.
+fn fenced_lock_under_faults(target: &str, nemesis: &str, seed: &str, expected: &[&str]) {
+    let store = Store::new(target);
+    let (out, results) = run(
+        &store,
+        &[
+            "--target",
+            target,
+            "--workload",
+            "fenced-lock",
+            "--nemesis",
+            nemesis,
+            "--lease-ms",
+            "1000",
+            "--concurrency",
+            "5",
+            "--time-limit",
+            "12",
+            "--seed",
+            seed,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let result = &results["result"];
+    assert!(result["holds"].as_u64().unwrap() >= 3, "{result}");
+    assert_eq!(result["overlap_count"], 0);
+    let seen = faults(&store.latest());
+    for fault in expected {
+        assert!(seen.contains(*fault), "{fault} not in {seen:?}");
+    }
+}
+
+#[test]
+fn raftkv_fenced_lock_is_valid_under_partitions_pauses_and_kills() {
+    fenced_lock_under_faults(
+        "raftkv",
+        "partition,pause,kill",
+        "34",
+        &["start-partition", "kill"],
+    );
+}
+
+#[test]
+fn etcd_fenced_lock_is_valid_under_pauses_and_kills() {
+    fenced_lock_under_faults("etcd", "pause,kill", "35", &["pause", "kill"]);
+}
+
+#[test]
+fn zookeeper_fenced_lock_is_valid_under_pauses_and_kills() {
+    fenced_lock_under_faults("zookeeper", "pause,kill", "36", &["pause", "kill"]);
 }
