@@ -19,6 +19,9 @@
 //!    a hold without a release, so each acquire not followed by an ok release of its process
 //!    gets a synthetic release (the lease expiring) invoked when the lease ends as the client
 //!    measured it and never completed: it may take effect at any time after that, or never.
+//!    When the process gave up first (an `info`: its worker closes the client, which may
+//!    release the lock, as a closed ZooKeeper session deletes its ephemeral node), the
+//!    synthetic release is invoked at that completion instead.
 //! 2. **Holders in real time**: a process believes it holds the lock from its acquire's
 //!    completion until the earliest of its release's invocation, its lease's end (the acquire's
 //!    invocation + the client's `lease_ms`) and the moment it gave up (an `info` completion).
@@ -373,13 +376,24 @@ pub fn check(history: &History, options: &LockOptions) -> Result<LockResult, His
                         });
                         current = Some(holds.len() - 1);
                     }
-                    // A lease that may be in force ends by itself unless released.
+                    // A lease that may be in force ends by itself unless released; and a
+                    // process that gives up (an `info`) is closed by its worker, which may
+                    // release what it held (a ZooKeeper session takes its ephemeral nodes).
                     let may_hold = !matches!(kind, Some(OpType::Fail));
-                    let released = steps[i + 1..]
-                        .iter()
-                        .take_while(|s| s.invoke.f != ACQUIRE)
-                        .any(|s| s.invoke.f == RELEASE && s.kind() == Some(OpType::Ok));
-                    if let (true, false, Some(end)) = (may_hold, released, lease_end) {
+                    let this_hold = || {
+                        std::iter::once(step)
+                            .chain(steps[i + 1..].iter().take_while(|s| s.invoke.f != ACQUIRE))
+                    };
+                    let released =
+                        this_hold().any(|s| s.invoke.f == RELEASE && s.kind() == Some(OpType::Ok));
+                    let gave_up = this_hold()
+                        .find(|s| s.kind() == Some(OpType::Info))
+                        .and_then(|s| s.completion.and_then(|c| c.time));
+                    let end = match (lease_end, gave_up) {
+                        (Some(lease), Some(gave_up)) => Some(lease.min(gave_up)),
+                        (lease, gave_up) => lease.or(gave_up),
+                    };
+                    if let (true, false, Some(end)) = (may_hold, released, end) {
                         let mut expiry =
                             Op::invoke(next_synthetic, RELEASE, json!("lease-expired"))
                                 .with_time(end);
@@ -983,6 +997,30 @@ mod tests {
             .check();
         assert_eq!(result.valid, Validity::Valid, "{}", result.explain());
         assert_eq!(result.fencing[0].writes_unknown, 1);
+    }
+
+    #[test]
+    fn a_holder_that_gave_up_may_have_released_before_its_lease_ended() {
+        // Process 0's write times out at 20 ms; its worker closes the session, which releases
+        // the lock (ZooKeeper): process 1 holds it from 31 ms, long before 0's lease ends.
+        let result = Builder::default()
+            .acquired(0, 1, 0, 1, 1_000)
+            .invoke(5, 0, WRITE, json!(1))
+            .done(20, 0, OpType::Info, WRITE, json!(1))
+            .acquired(30, 31, 1, 2, 1_000)
+            .op(40, 41, 1, RELEASE, OpType::Ok, Value::Null)
+            .check();
+        assert_eq!(result.mutex.as_ref().unwrap().valid, Validity::Valid);
+        assert_eq!(result.overlap_count, 0);
+        assert_eq!(result.lease_expiries, 1);
+        // Before it gave up, the lock was still its own.
+        let result = Builder::default()
+            .acquired(0, 1, 0, 1, 1_000)
+            .acquired(10, 11, 1, 2, 1_000)
+            .invoke(5, 0, WRITE, json!(1))
+            .done(20, 0, OpType::Info, WRITE, json!(1))
+            .check();
+        assert_eq!(result.mutex.as_ref().unwrap().valid, Validity::Invalid);
     }
 
     #[test]
