@@ -381,11 +381,11 @@ fn unknown_or_unsuitable_targets_workloads_and_faults_are_bad_arguments() {
                 "--target",
                 "memory",
                 "--workload",
-                "lock",
+                "election",
                 "--store",
                 s,
             ],
-            "workload \"lock\" is not available yet",
+            "workload \"election\" is not available yet",
         ),
         (
             vec![
