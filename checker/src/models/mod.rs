@@ -97,6 +97,16 @@ pub trait Model {
     fn state_heap_bytes(&self, _state: &Self::State) -> usize {
         0
     }
+
+    /// Whether `op` only observes the state: in any state, `step` pushes either nothing or
+    /// that same state (a read). The search places such an operation as soon as it may and is
+    /// legal, without trying the alternatives (see `linearizability/search.rs`).
+    ///
+    /// # Correctness
+    /// Must be false for any operation that can change the state; false is always safe.
+    fn is_read_only(_op: &Self::Op) -> bool {
+        false
+    }
 }
 
 /// The models `faultline check --model` names.

@@ -111,6 +111,10 @@ impl Model for StringKv {
     fn state_json(&self, state: &u32) -> Value {
         Value::String(self.texts.borrow().text(*state).unwrap_or("").to_string())
     }
+
+    fn is_read_only(op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
 }
 
 #[cfg(test)]
