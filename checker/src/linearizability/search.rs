@@ -32,6 +32,17 @@
 //! least as deep (a prefix without r extends by r placed first), so the longest prefix and the
 //! operation blamed there come from a real linearizable prefix.
 //!
+//! Reads also look ahead, for models with monotone operations (string-kv's appends, which only
+//! lengthen the text). Take the remaining read g whose completion comes first in the list; if
+//! every remaining operation invoked before g completed is a read or monotone, then whatever
+//! is placed before g only moves the state forward, so when the model says no monotone steps
+//! lead from the current state to one where g is legal ([`Model::may_reach`]: the text is not
+//! a prefix of what g saw), the configuration has no linearization and is abandoned at once.
+//! Without this, a key with many concurrent appends is searched through every order of them
+//! until a get finally rules each out. The deepest configuration reached is then the deepest
+//! one the search did not rule out this way: still a linearizable prefix, though a longer one
+//! may exist.
+//!
 //! The linearized set is hashed incrementally (Zobrist: a random 128-bit word per operation,
 //! combined with xor), so a memo lookup costs O(1) however long the history is. Two different
 //! sets share a hash with probability about 2^-128 per pair, far below any hardware error rate.
@@ -252,7 +263,14 @@ pub(crate) struct Search<M: Model> {
     required: usize,
     /// Per operation: a required operation that only observes the state.
     read_only: Vec<bool>,
+    /// Per operation: it only moves the state forward ([`Model::is_monotone`]).
+    monotone: Vec<bool>,
+    /// Whether to look ahead at reads: the problem has reads and monotone operations.
+    lookahead: bool,
 }
+
+/// How many list entries the read lookahead walks at most, per configuration.
+const LOOKAHEAD_ENTRIES: usize = 64;
 
 /// Whether `FAULTLINE_DEBUG_SEARCH` asks for per-search statistics on stderr; read once, since
 /// the window checks finish many small searches.
@@ -345,7 +363,11 @@ impl<M: Model> Search<M> {
                 .iter()
                 .map(|op| op.ret.is_some() && M::is_read_only(&op.op))
                 .collect(),
+            monotone: ops.iter().map(|op| M::is_monotone(&op.op)).collect(),
+            lookahead: false,
         };
+        search.lookahead =
+            search.read_only.iter().any(|&r| r) && search.monotone.iter().any(|&m| m);
         // Head sentinel.
         search.entry_op.push(NIL);
         search.entry_is_call.push(false);
@@ -542,15 +564,19 @@ impl<M: Model> Search<M> {
                 }
             }
             if std::mem::take(&mut run.fresh) {
-                match self.greedy_read(model, ops, run, entry_bytes) {
-                    Greedy::Place(op) => {
-                        let state = run.state.clone();
-                        self.push(run, op, 0, state, Cursor::Exhausted);
-                        continue;
+                if self.lookahead && self.read_out_of_reach(model, ops, run) {
+                    run.cursor = Cursor::Exhausted;
+                } else {
+                    match self.greedy_read(model, ops, run, entry_bytes) {
+                        Greedy::Place(op) => {
+                            let state = run.state.clone();
+                            self.push(run, op, 0, state, Cursor::Exhausted);
+                            continue;
+                        }
+                        // The configuration with the read placed failed already, so this one fails.
+                        Greedy::Explored => run.cursor = Cursor::Exhausted,
+                        Greedy::None => {}
                     }
-                    // The configuration with the read placed failed already, so this one fails.
-                    Greedy::Explored => run.cursor = Cursor::Exhausted,
-                    Greedy::None => {}
                 }
             }
             let found = self.next_candidate(model, ops, run, entry_bytes);
@@ -615,6 +641,43 @@ impl<M: Model> Search<M> {
         run.cursor = Cursor::Entry(self.next[HEAD as usize]);
         run.branch_from = 0;
         run.fresh = true;
+    }
+
+    /// Whether the first read to complete can no longer be satisfied: only reads and monotone
+    /// operations can come before it, and they cannot lead to a state where it is legal.
+    fn read_out_of_reach(&self, model: &M, ops: &[SearchOp<M::Op>], run: &Run<M::State>) -> bool {
+        let mut e = self.next[HEAD as usize];
+        for _ in 0..LOOKAHEAD_ENTRIES {
+            if e == NIL {
+                return false;
+            }
+            let op = self.entry_op[e as usize] as usize;
+            if self.entry_is_call[e as usize] {
+                if !self.read_only[op] && !self.monotone[op] {
+                    return false;
+                }
+            } else if self.read_only[op] {
+                let before = self.entry_pos[e as usize];
+                if self.optional_may_change_before(ops, before) {
+                    return false;
+                }
+                return !model.may_reach(&run.state, &ops[op].op);
+            }
+            e = self.next[e as usize];
+        }
+        false
+    }
+
+    /// Whether an unused crashed operation that is not monotone was invoked before `pos`.
+    fn optional_may_change_before(&self, ops: &[SearchOp<M::Op>], pos: u64) -> bool {
+        self.classes.iter().enumerate().any(|(c, members)| {
+            let next = if self.reusable_optional {
+                members.first()
+            } else {
+                members.get(self.class_next[c] as usize)
+            };
+            next.is_some_and(|&m| !self.monotone[m as usize] && ops[m as usize].call < pos)
+        })
     }
 
     /// The first candidate read that is legal in the current state, to place without
