@@ -5,7 +5,7 @@
 //! is linearizable iff every key's sub-history is: P-compositionality), and the keys are
 //! checked in parallel. Each key is searched with [`search`]: Wing & Gong with Lowe's
 //! memoization, iteratively. On a violation the checker explains it: the operation that cannot
-//! be linearized, the longest linearizable prefix with the states it may end in, and the
+//! be linearized, the longest linearizable prefix found with the states it may end in, and the
 //! smallest window of operations that is not linearizable from *any* starting state.
 //!
 //! ```
@@ -162,7 +162,8 @@ pub struct Failure {
     pub key: Option<Value>,
     /// The operation that cannot be linearized.
     pub op: Option<OpSummary>,
-    /// How many completed operations the longest linearizable prefix places.
+    /// How many completed operations the longest linearizable prefix found places (the search
+    /// skips configurations it can prove lead nowhere, so a longer prefix may exist).
     pub prefix_length: usize,
     /// The last operations of that prefix, in linearization order (at most
     /// [`PREFIX_TAIL`]).
@@ -205,7 +206,7 @@ impl Failure {
         let states: Vec<String> = self.states.iter().map(Value::to_string).collect();
         let _ = writeln!(
             out,
-            "the longest linearizable prefix places {} completed operations, after which the \
+            "the longest linearizable prefix found places {} completed operations, after which the \
              state could be: {}",
             self.prefix_length,
             if states.is_empty() {
