@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use common::brute::{self, Problem, Spec, Window, WindowVerdict};
-use common::gen;
+use common::gen::{self, Shape};
 use faultline_checker::linearizability::{check, CheckOptions, Failure, LinearizabilityResult};
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::{History, Op, OpType};
@@ -62,8 +62,8 @@ fn render(history: &History) -> String {
         .join("\n")
 }
 
-fn compare(model: ModelKind, seed: u64, tally: &Tally) -> Result<(), TestCaseError> {
-    let g = gen::generate(model, seed);
+fn compare(model: ModelKind, shape: Shape, seed: u64, tally: &Tally) -> Result<(), TestCaseError> {
+    let g = gen::generate_shaped(model, seed, shape);
     let context = || {
         format!(
             "model {model}, seed {seed}, init {}:\n{}",
@@ -200,6 +200,10 @@ fn window_agrees<S: Spec>(
 }
 
 fn run(model: ModelKind) {
+    run_shaped(model, gen::MIXED);
+}
+
+fn run_shaped(model: ModelKind, shape: Shape) {
     let tally = Tally::default();
     let started = Instant::now();
     let config = Config {
@@ -214,14 +218,15 @@ fn run(model: ModelKind) {
         .num_threads(1)
         .build()
         .expect("a rayon pool");
-    let outcome = pool.install(|| runner.run(&any::<u64>(), |seed| compare(model, seed, &tally)));
+    let outcome =
+        pool.install(|| runner.run(&any::<u64>(), |seed| compare(model, shape, seed, &tally)));
     if let Err(e) = outcome {
         panic!("{model}: {e}");
     }
     let cases = get(&tally.cases);
     let (valid, invalid) = (get(&tally.valid), get(&tally.invalid));
     eprintln!(
-        "{model:<16} {cases} histories ({:.1} events each): {valid} valid ({:.1}%, {} of them \
+        "{model:<16} {shape:?}: {cases} histories ({:.1} events each): {valid} valid ({:.1}%, {} of them \
          damaged), {invalid} invalid ({:.1}%); windows confirmed {}, prefix windows {} ({} of them \
          linearizable); {:.2?}",
         get(&tally.events) as f64 / cases as f64,
@@ -252,6 +257,23 @@ fn brute_force_agrees_on_register() {
 #[test]
 fn brute_force_agrees_on_cas_register() {
     run(ModelKind::CasRegister);
+}
+
+/// Mostly reads, many crashed writes: the search places reads greedily (search.rs), and must
+/// still agree with the brute force, and still give windows the brute force confirms.
+#[test]
+fn brute_force_agrees_on_read_heavy_register() {
+    run_shaped(ModelKind::Register, gen::READ_HEAVY);
+}
+
+#[test]
+fn brute_force_agrees_on_read_heavy_cas_register() {
+    run_shaped(ModelKind::CasRegister, gen::READ_HEAVY);
+}
+
+#[test]
+fn brute_force_agrees_on_read_heavy_string_kv() {
+    run_shaped(ModelKind::StringKv, gen::READ_HEAVY);
 }
 
 #[test]

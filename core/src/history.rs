@@ -229,17 +229,16 @@ impl History {
     /// worker must continue as a new process). Anything else is an error that names the event.
     pub fn pairs(&self) -> Result<Vec<Pair>, HistoryError> {
         use std::collections::hash_map::Entry;
-        use std::collections::HashMap;
 
         enum Slot {
-            Open(usize),
+            /// The open invocation's position in the history, and its place in `pairs`.
+            Open(usize, usize),
             Idle,
             Crashed(usize),
         }
-        let mut slots: HashMap<u64, Slot> = HashMap::new();
+        // Fx: process ids are small integers, and long histories have millions of events.
+        let mut slots: rustc_hash::FxHashMap<u64, Slot> = Default::default();
         let mut pairs: Vec<Pair> = Vec::new();
-        // Position in `pairs` of each open invocation.
-        let mut pair_of_open: HashMap<u64, usize> = HashMap::new();
         for (position, op) in self.ops.iter().enumerate() {
             let Process::Client(process) = op.process else {
                 continue;
@@ -250,8 +249,7 @@ impl History {
             };
             match (op.kind, slots.entry(process)) {
                 (OpType::Invoke, Entry::Vacant(slot)) => {
-                    slot.insert(Slot::Open(position));
-                    pair_of_open.insert(process, pairs.len());
+                    slot.insert(Slot::Open(position, pairs.len()));
                     pairs.push(Pair {
                         invoke: position,
                         completion: None,
@@ -259,14 +257,13 @@ impl History {
                 }
                 (OpType::Invoke, Entry::Occupied(mut slot)) => match *slot.get() {
                     Slot::Idle => {
-                        slot.insert(Slot::Open(position));
-                        pair_of_open.insert(process, pairs.len());
+                        slot.insert(Slot::Open(position, pairs.len()));
                         pairs.push(Pair {
                             invoke: position,
                             completion: None,
                         });
                     }
-                    Slot::Open(open) => {
+                    Slot::Open(open, _) => {
                         return Err(bad(format!(
                             "process {process} invoked {} while its operation at index {} is \
                              still outstanding (a process has at most one operation at a time)",
@@ -282,8 +279,8 @@ impl History {
                         )))
                     }
                 },
-                (kind, Entry::Occupied(mut slot)) if matches!(slot.get(), Slot::Open(_)) => {
-                    let Slot::Open(open) = *slot.get() else {
+                (kind, Entry::Occupied(mut slot)) if matches!(slot.get(), Slot::Open(..)) => {
+                    let Slot::Open(open, pair) = *slot.get() else {
                         unreachable!()
                     };
                     if self.ops[open].f != op.f {
@@ -293,9 +290,6 @@ impl History {
                             op.f, self.ops[open].index, self.ops[open].f
                         )));
                     }
-                    let pair = pair_of_open
-                        .remove(&process)
-                        .expect("open invocation has a pair");
                     pairs[pair].completion = Some(position);
                     slot.insert(if kind == OpType::Info {
                         Slot::Crashed(position)

@@ -5,7 +5,7 @@
 //! is linearizable iff every key's sub-history is: P-compositionality), and the keys are
 //! checked in parallel. Each key is searched with [`search`]: Wing & Gong with Lowe's
 //! memoization, iteratively. On a violation the checker explains it: the operation that cannot
-//! be linearized, the longest linearizable prefix with the states it may end in, and the
+//! be linearized, the longest linearizable prefix found with the states it may end in, and the
 //! smallest window of operations that is not linearizable from *any* starting state.
 //!
 //! ```
@@ -162,7 +162,8 @@ pub struct Failure {
     pub key: Option<Value>,
     /// The operation that cannot be linearized.
     pub op: Option<OpSummary>,
-    /// How many completed operations the longest linearizable prefix places.
+    /// How many completed operations the longest linearizable prefix found places (the search
+    /// skips configurations it can prove lead nowhere, so a longer prefix may exist).
     pub prefix_length: usize,
     /// The last operations of that prefix, in linearization order (at most
     /// [`PREFIX_TAIL`]).
@@ -205,7 +206,7 @@ impl Failure {
         let states: Vec<String> = self.states.iter().map(Value::to_string).collect();
         let _ = writeln!(
             out,
-            "the longest linearizable prefix places {} completed operations, after which the \
+            "the longest linearizable prefix found places {} completed operations, after which the \
              state could be: {}",
             self.prefix_length,
             if states.is_empty() {
@@ -329,8 +330,8 @@ pub fn check(
     let pairs = history.pairs()?;
     let ops = pairs.len();
     let paired = started.elapsed();
-    let partitions = partition_by_key(history, pairs);
-    let partitioned = started.elapsed();
+    let (keys, mut jobs) = new_jobs(history, &pairs, options);
+    drop(pairs);
     let memory_used = AtomicU64::new(0);
     let budget = Budget {
         deadline: options.time_limit.map(|limit| Instant::now() + limit),
@@ -341,18 +342,16 @@ pub fn check(
         valid: Validity::Valid,
         model: options.model.to_string(),
         ops,
-        keys: partitions.len(),
+        keys,
         keys_unchecked: 0,
         reason: None,
         failures: Vec::new(),
         unknown_keys: Vec::new(),
     };
-    let mut jobs = new_jobs(history, partitions, options);
     if timings {
         eprintln!(
-            "timings: pair {paired:?}, partition {:?}, interpret {:?}",
-            partitioned - paired,
-            started.elapsed() - partitioned
+            "timings: pair {paired:?}, partition and interpret {:?}",
+            started.elapsed() - paired
         );
     }
     let mut verdicts: Vec<KeyVerdict> = Vec::new();
@@ -395,51 +394,32 @@ pub fn check(
     Ok(result)
 }
 
-/// Operations grouped by key: the keys, and for each pair (in history order) its key's group.
-struct Partitions {
-    keys: Vec<Option<Value>>,
-    group_of: Vec<u32>,
-    pairs: Vec<Pair>,
-}
-
-impl Partitions {
-    fn len(&self) -> usize {
-        self.keys.len()
-    }
-}
-
-/// Groups operations by key. Keys are compared by their JSON text; operations without a key
-/// form one group.
-fn partition_by_key(history: &History, pairs: Vec<Pair>) -> Partitions {
+/// Numbers the keys of a history in order of appearance. Keys are compared by their JSON
+/// text; operations without a key form one group.
+#[derive(Default)]
+struct KeyGroups<'h> {
     // String keys (the common case) are looked up as they are, without formatting them.
-    let mut by_text: rustc_hash::FxHashMap<&str, u32> = Default::default();
-    let mut by_json: rustc_hash::FxHashMap<String, u32> = Default::default();
-    let mut keys: Vec<Option<Value>> = Vec::new();
-    let mut new_group = |key: Option<&Value>| {
-        keys.push(key.cloned());
-        (keys.len() - 1) as u32
-    };
-    let group_of = pairs
-        .iter()
-        .map(|pair| {
-            let key = history.ops[pair.invoke].key.as_ref();
-            match key {
-                Some(Value::String(s)) => {
-                    *by_text.entry(s.as_str()).or_insert_with(|| new_group(key))
-                }
-                None => *by_json
-                    .entry(String::new())
-                    .or_insert_with(|| new_group(key)),
-                Some(other) => *by_json
-                    .entry(format!("j{other}"))
-                    .or_insert_with(|| new_group(key)),
-            }
-        })
-        .collect();
-    Partitions {
-        keys,
-        group_of,
-        pairs,
+    by_text: rustc_hash::FxHashMap<&'h str, u32>,
+    by_json: rustc_hash::FxHashMap<String, u32>,
+    keys: Vec<Option<Value>>,
+}
+
+impl<'h> KeyGroups<'h> {
+    /// The group of `key`, a new one for a key not seen before.
+    fn group(&mut self, key: Option<&'h Value>) -> u32 {
+        let keys = &mut self.keys;
+        let new_group = || {
+            keys.push(key.cloned());
+            (keys.len() - 1) as u32
+        };
+        match key {
+            Some(Value::String(s)) => *self.by_text.entry(s.as_str()).or_insert_with(new_group),
+            None => *self.by_json.entry(String::new()).or_insert_with(new_group),
+            Some(other) => *self
+                .by_json
+                .entry(format!("j{other}"))
+                .or_insert_with(new_group),
+        }
     }
 }
 
@@ -484,13 +464,14 @@ const HARD_STEPS_MIN: u64 = 1 << 16;
 const LOCAL_WINDOW_CUTS: usize = 64;
 const LOCAL_WINDOW_TIME: Duration = Duration::from_millis(500);
 
+/// The history's keys, and a job per key.
 fn new_jobs<'h>(
     history: &'h History,
-    partitions: Partitions,
+    pairs: &[Pair],
     options: &CheckOptions,
-) -> Vec<Box<dyn KeyJob + 'h>> {
+) -> (usize, Vec<Box<dyn KeyJob + 'h>>) {
     let o = &options.model_options;
-    let p = partitions;
+    let p = pairs;
     let x = options.explain;
     match options.model {
         ModelKind::Register => jobs_for(|| Register::new(o, false), history, p, x),
@@ -504,47 +485,68 @@ fn new_jobs<'h>(
     }
 }
 
-/// Interprets each key's operations with its own model and sets up its search, keys in
+/// Interprets each key's operations with its own model, then sets up the keys' searches in
 /// parallel; the jobs come back largest first so the workers finish together.
+///
+/// Operations are interpreted in one pass in history order rather than key by key: a long
+/// history is far larger than the caches, and a key's events are scattered through it, so
+/// reading them key by key costs a cache miss per field, while history order reads memory
+/// nearly sequentially (the grouping by key needs that pass anyway).
 fn jobs_for<'h, M>(
     new_model: impl Fn() -> M + Sync,
     history: &'h History,
-    partitions: Partitions,
+    pairs: &[Pair],
     explain: bool,
-) -> Vec<Box<dyn KeyJob + 'h>>
+) -> (usize, Vec<Box<dyn KeyJob + 'h>>)
 where
     M: Model + Send + 'h,
     M::State: Send,
     M::Op: Send,
 {
-    let mut members: Vec<Vec<Pair>> = vec![Vec::new(); partitions.len()];
-    for (pair, &group) in partitions.pairs.iter().zip(&partitions.group_of) {
-        members[group as usize].push(*pair);
+    struct KeyOps<M: Model> {
+        model: M,
+        ops: Vec<SearchOp<M::Op>>,
+        /// Why the model could not read one of the key's operations.
+        unreadable: Option<String>,
     }
-    let mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = partitions
+    let mut groups = KeyGroups::default();
+    let mut per_key: Vec<KeyOps<M>> = Vec::new();
+    for pair in pairs {
+        let group = groups.group(history.ops[pair.invoke].key.as_ref()) as usize;
+        if group == per_key.len() {
+            per_key.push(KeyOps {
+                model: new_model(),
+                ops: Vec::new(),
+                unreadable: None,
+            });
+        }
+        let key = &mut per_key[group];
+        if key.unreadable.is_some() {
+            continue;
+        }
+        match interpret(&mut key.model, history, pair) {
+            Ok(Some(op)) => key.ops.push(op),
+            Ok(None) => {}
+            Err(reason) => key.unreadable = Some(reason),
+        }
+    }
+    let count = per_key.len();
+    let mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = groups
         .keys
         .into_par_iter()
-        .zip(members)
-        .map(|(key, pairs)| -> (usize, Box<dyn KeyJob + 'h>) {
-            let mut model = new_model();
-            let mut ops = Vec::with_capacity(pairs.len());
-            for pair in &pairs {
-                match interpret(&mut model, history, pair) {
-                    Ok(Some(op)) => ops.push(op),
-                    Ok(None) => {}
-                    Err(reason) => {
-                        return (0, Box::new(Decided(Some(KeyVerdict::Unknown(key, reason)))))
-                    }
-                }
+        .zip(per_key)
+        .map(|(key, k)| -> (usize, Box<dyn KeyJob + 'h>) {
+            match k.unreadable {
+                Some(reason) => (0, Box::new(Decided(Some(KeyVerdict::Unknown(key, reason))))),
+                None => (
+                    k.ops.len(),
+                    Box::new(Job::new(k.model, history, key, k.ops, explain)),
+                ),
             }
-            (
-                ops.len(),
-                Box::new(Job::new(model, history, key, ops, explain)),
-            )
         })
         .collect();
     jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-    jobs.into_iter().map(|(_, job)| job).collect()
+    (count, jobs.into_iter().map(|(_, job)| job).collect())
 }
 
 /// Reads one pair into a search operation (`None`: it cannot affect the verdict). Positions

@@ -16,6 +16,33 @@
 //!   member of a class is a candidate. This turns thousands of pending crashed writes of a few
 //!   values into a few candidates.
 //!
+//! Reads are placed greedily. When a required operation that only observes the state (a read,
+//! [`Model::is_read_only`]) is a candidate and legal in the current state, the search places it
+//! at once and tries nothing else from that configuration. This loses no linearization: let
+//! configuration C have state s, read r be a candidate (every operation that completed before r
+//! was invoked is already linearized) with r legal in s, and o1 ... ok r w be any linearization
+//! of the rest from C. Then r o1 ... ok w is one too. Real time: r comes earlier, which can
+//! only break an order "oi before r", and no remaining oi completed before r was invoked (they
+//! would be linearized already). The model: r leaves s unchanged, so o1 ... ok run from the
+//! same states as before, and removing r from after ok does not change the state w starts
+//! from. So C has a linearization iff C + r has one, and when C + r fails, C fails without
+//! trying its other candidates. Crashed reads constrain nothing and are dropped before the
+//! search, so only completed reads are placed this way. The evidence stays right: every
+//! configuration the search reaches is one the full search reaches, and the deepest one is at
+//! least as deep (a prefix without r extends by r placed first), so the longest prefix and the
+//! operation blamed there come from a real linearizable prefix.
+//!
+//! Reads also look ahead, for models with monotone operations (string-kv's appends, which only
+//! lengthen the text). Take the remaining read g whose completion comes first in the list; if
+//! every remaining operation invoked before g completed is a read or monotone, then whatever
+//! is placed before g only moves the state forward, so when the model says no monotone steps
+//! lead from the current state to one where g is legal ([`Model::may_reach`]: the text is not
+//! a prefix of what g saw), the configuration has no linearization and is abandoned at once.
+//! Without this, a key with many concurrent appends is searched through every order of them
+//! until a get finally rules each out. The deepest configuration reached is then the deepest
+//! one the search did not rule out this way: still a linearizable prefix, though a longer one
+//! may exist.
+//!
 //! The linearized set is hashed incrementally (Zobrist: a random 128-bit word per operation,
 //! combined with xor), so a memo lookup costs O(1) however long the history is. Two different
 //! sets share a hash with probability about 2^-128 per pair, far below any hardware error rate.
@@ -130,10 +157,21 @@ impl Explored {
     }
 }
 
+/// What [`Search::greedy_read`] found.
+enum Greedy {
+    /// A read to place without branching.
+    Place(u32),
+    /// The configuration with that read placed was explored (and failed) before.
+    Explored,
+    None,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     Entry(u32),
     Class(u32),
+    /// Nothing left to try: the configuration's only move was a greedily placed read.
+    Exhausted,
 }
 
 struct Frame<S> {
@@ -160,6 +198,8 @@ pub(crate) struct Run<S> {
     reported_bytes: u64,
     stop_at_depth: Option<usize>,
     prefix: Option<Vec<usize>>,
+    /// The configuration was just entered: look for a read to place greedily.
+    fresh: bool,
 }
 
 impl<S: Clone> Run<S> {
@@ -193,6 +233,7 @@ impl<S: Clone> Run<S> {
             reported_bytes: 0,
             stop_at_depth: None,
             prefix: None,
+            fresh: true,
         }
     }
 }
@@ -220,7 +261,16 @@ pub(crate) struct Search<M: Model> {
     used_classes: Vec<u32>,
     zobrist: Vec<u128>,
     required: usize,
+    /// Per operation: a required operation that only observes the state.
+    read_only: Vec<bool>,
+    /// Per operation: it only moves the state forward ([`Model::is_monotone`]).
+    monotone: Vec<bool>,
+    /// Whether to look ahead at reads: the problem has reads and monotone operations.
+    lookahead: bool,
 }
+
+/// How many list entries the read lookahead walks at most, per configuration.
+const LOOKAHEAD_ENTRIES: usize = 64;
 
 /// Whether `FAULTLINE_DEBUG_SEARCH` asks for per-search statistics on stderr; read once, since
 /// the window checks finish many small searches.
@@ -309,7 +359,15 @@ impl<M: Model> Search<M> {
                 })
                 .collect(),
             required: events.len() / 2,
+            read_only: ops
+                .iter()
+                .map(|op| op.ret.is_some() && M::is_read_only(&op.op))
+                .collect(),
+            monotone: ops.iter().map(|op| M::is_monotone(&op.op)).collect(),
+            lookahead: false,
         };
+        search.lookahead =
+            search.read_only.iter().any(|&r| r) && search.monotone.iter().any(|&m| m);
         // Head sentinel.
         search.entry_op.push(NIL);
         search.entry_is_call.push(false);
@@ -505,36 +563,26 @@ impl<M: Model> Search<M> {
                     return Some(Outcome::Unknown(reason));
                 }
             }
+            if std::mem::take(&mut run.fresh) {
+                if self.lookahead && self.read_out_of_reach(model, ops, run) {
+                    run.cursor = Cursor::Exhausted;
+                } else {
+                    match self.greedy_read(model, ops, run, entry_bytes) {
+                        Greedy::Place(op) => {
+                            let state = run.state.clone();
+                            self.push(run, op, 0, state, Cursor::Exhausted);
+                            continue;
+                        }
+                        // The configuration with the read placed failed already, so this one fails.
+                        Greedy::Explored => run.cursor = Cursor::Exhausted,
+                        Greedy::None => {}
+                    }
+                }
+            }
             let found = self.next_candidate(model, ops, run, entry_bytes);
             match found {
                 Some((op, branch, next_state, resume)) => {
-                    let prev_state = std::mem::replace(&mut run.state, next_state);
-                    run.stack.push(Frame {
-                        op,
-                        prev_state,
-                        resume,
-                        branch,
-                    });
-                    self.lift(op);
-                    if self.class_of[op as usize] == u32::MAX {
-                        run.hash ^= self.zobrist[op as usize];
-                        run.depth += 1;
-                        if run.depth > run.stuck.depth {
-                            run.stuck = Stuck {
-                                depth: run.depth,
-                                states: Vec::new(),
-                                blocked: None,
-                            };
-                        }
-                    }
-                    if run.depth == run.stuck.depth
-                        && run.stuck.states.len() < MAX_STUCK_STATES
-                        && !run.stuck.states.contains(&run.state)
-                    {
-                        run.stuck.states.push(run.state.clone());
-                    }
-                    run.cursor = Cursor::Entry(self.next[HEAD as usize]);
-                    run.branch_from = 0;
+                    self.push(run, op, branch, next_state, resume);
                 }
                 None => {
                     if run.depth == run.stuck.depth && run.stuck.blocked.is_none() {
@@ -554,6 +602,135 @@ impl<M: Model> Search<M> {
                 }
             }
         }
+    }
+
+    /// Linearizes `op`, entering the configuration it leads to.
+    fn push(
+        &mut self,
+        run: &mut Run<M::State>,
+        op: u32,
+        branch: u32,
+        next_state: M::State,
+        resume: Cursor,
+    ) {
+        let prev_state = std::mem::replace(&mut run.state, next_state);
+        run.stack.push(Frame {
+            op,
+            prev_state,
+            resume,
+            branch,
+        });
+        self.lift(op);
+        if self.class_of[op as usize] == u32::MAX {
+            run.hash ^= self.zobrist[op as usize];
+            run.depth += 1;
+            if run.depth > run.stuck.depth {
+                run.stuck = Stuck {
+                    depth: run.depth,
+                    states: Vec::new(),
+                    blocked: None,
+                };
+            }
+        }
+        if run.depth == run.stuck.depth
+            && run.stuck.states.len() < MAX_STUCK_STATES
+            && !run.stuck.states.contains(&run.state)
+        {
+            run.stuck.states.push(run.state.clone());
+        }
+        run.cursor = Cursor::Entry(self.next[HEAD as usize]);
+        run.branch_from = 0;
+        run.fresh = true;
+    }
+
+    /// Whether the first read to complete can no longer be satisfied: only reads and monotone
+    /// operations can come before it, and they cannot lead to a state where it is legal.
+    fn read_out_of_reach(&self, model: &M, ops: &[SearchOp<M::Op>], run: &Run<M::State>) -> bool {
+        let mut e = self.next[HEAD as usize];
+        for _ in 0..LOOKAHEAD_ENTRIES {
+            if e == NIL {
+                return false;
+            }
+            let op = self.entry_op[e as usize] as usize;
+            if self.entry_is_call[e as usize] {
+                if !self.read_only[op] && !self.monotone[op] {
+                    return false;
+                }
+            } else if self.read_only[op] {
+                let before = self.entry_pos[e as usize];
+                if self.optional_may_change_before(ops, before) {
+                    return false;
+                }
+                return !model.may_reach(&run.state, &ops[op].op);
+            }
+            e = self.next[e as usize];
+        }
+        false
+    }
+
+    /// Whether an unused crashed operation that is not monotone was invoked before `pos`.
+    fn optional_may_change_before(&self, ops: &[SearchOp<M::Op>], pos: u64) -> bool {
+        self.classes.iter().enumerate().any(|(c, members)| {
+            let next = if self.reusable_optional {
+                members.first()
+            } else {
+                members.get(self.class_next[c] as usize)
+            };
+            next.is_some_and(|&m| !self.monotone[m as usize] && ops[m as usize].call < pos)
+        })
+    }
+
+    /// The first candidate read that is legal in the current state, to place without
+    /// branching (see the module's documentation for why that loses nothing).
+    fn greedy_read(
+        &self,
+        model: &M,
+        ops: &[SearchOp<M::Op>],
+        run: &mut Run<M::State>,
+        entry_bytes: u64,
+    ) -> Greedy {
+        let mut e = self.next[HEAD as usize];
+        while e != NIL && self.entry_is_call[e as usize] {
+            let op = self.entry_op[e as usize];
+            e = self.next[e as usize];
+            if !self.read_only[op as usize] {
+                continue;
+            }
+            run.successors.clear();
+            model.step(&run.state, &ops[op as usize].op, &mut run.successors);
+            if run.successors.is_empty() {
+                continue;
+            }
+            debug_assert!(
+                run.successors.iter().all(|s| *s == run.state),
+                "a read-only operation changed the state"
+            );
+            let key = (run.hash ^ self.zobrist[op as usize], run.state.clone());
+            let used_bytes = match run.cache.entry(key) {
+                Entry::Vacant(slot) => {
+                    let used = self.used(None);
+                    let bytes = used.len() * 8;
+                    slot.insert(Explored {
+                        first: used,
+                        rest: Vec::new(),
+                    });
+                    bytes
+                }
+                Entry::Occupied(mut slot) => {
+                    if slot.get().iter().any(|used| self.covers(used, None)) {
+                        return Greedy::Explored;
+                    }
+                    let used = self.used(None);
+                    let bytes = used.len() * 8 + 16;
+                    slot.get_mut().add(used);
+                    bytes
+                }
+            };
+            run.local_bytes +=
+                entry_bytes + used_bytes as u64 + model.state_heap_bytes(&run.state) as u64;
+            return Greedy::Place(op);
+        }
+        Greedy::None
     }
 
     /// Ends a run: puts the list back as it was (so the search can run again from another
@@ -631,6 +808,7 @@ impl<M: Model> Search<M> {
             None
         };
         let (first_return, class_from) = match cursor {
+            Cursor::Exhausted => return None,
             Cursor::Entry(start) => {
                 let mut e = start;
                 while e != NIL && self.entry_is_call[e as usize] {

@@ -97,6 +97,33 @@ pub trait Model {
     fn state_heap_bytes(&self, _state: &Self::State) -> usize {
         0
     }
+
+    /// Whether `op` only observes the state: in any state, `step` pushes either nothing or
+    /// that same state (a read). The search places such an operation as soon as it may and is
+    /// legal, without trying the alternatives (see `linearizability/search.rs`).
+    ///
+    /// # Correctness
+    /// Must be false for any operation that can change the state; false is always safe.
+    fn is_read_only(_op: &Self::Op) -> bool {
+        false
+    }
+
+    /// Whether `op` only moves the state forward in an order that [`Model::may_reach`]
+    /// understands (string-kv's `append`: the text only grows).
+    fn is_monotone(_op: &Self::Op) -> bool {
+        false
+    }
+
+    /// Whether some sequence of monotone operations (see [`Model::is_monotone`]) could take
+    /// `state` to one where the read-only operation `read` is legal. The search abandons a
+    /// configuration when a read that only reads and monotone operations can precede answers
+    /// false (see `linearizability/search.rs`).
+    ///
+    /// # Correctness
+    /// Must be true whenever such a sequence exists; true is always safe.
+    fn may_reach(&self, _state: &Self::State, _read: &Self::Op) -> bool {
+        true
+    }
 }
 
 /// The models `faultline check --model` names.

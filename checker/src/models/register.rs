@@ -126,6 +126,10 @@ impl Model for Register {
     fn all_states(&self) -> Option<Vec<u32>> {
         Some(self.values.ids().collect())
     }
+
+    fn is_read_only(op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_) | RegisterOp::CasFailed(_))
+    }
 }
 
 /// One micro-operation of a multi-register transaction, on an interned key.
@@ -301,6 +305,10 @@ impl Model for MultiRegister {
 
     fn state_heap_bytes(&self, state: &Vec<u32>) -> usize {
         state.capacity() * 4
+    }
+
+    fn is_read_only(op: &Vec<MicroOp>) -> bool {
+        op.iter().all(|m| matches!(m, MicroOp::Read(..)))
     }
 }
 

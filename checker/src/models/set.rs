@@ -93,4 +93,8 @@ impl Model for Set {
     fn state_heap_bytes(&self, state: &Vec<u32>) -> usize {
         state.capacity() * 4
     }
+
+    fn is_read_only(op: &SetOp) -> bool {
+        matches!(op, SetOp::Read(_))
+    }
 }

@@ -111,6 +111,28 @@ impl Model for StringKv {
     fn state_json(&self, state: &u32) -> Value {
         Value::String(self.texts.borrow().text(*state).unwrap_or("").to_string())
     }
+
+    fn is_read_only(op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
+    fn is_monotone(op: &KvOp) -> bool {
+        matches!(op, KvOp::Append(_))
+    }
+
+    /// Appends only add to the end, so a get can still see `v` only if the text is a prefix
+    /// of `v`.
+    fn may_reach(&self, state: &u32, read: &KvOp) -> bool {
+        let KvOp::Get(seen) = *read else {
+            return true;
+        };
+        if seen == *state {
+            return true;
+        }
+        let texts = self.texts.borrow();
+        let now = texts.text(*state).unwrap_or("");
+        texts.text(seen).unwrap_or("").starts_with(now)
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +154,19 @@ mod tests {
         out.clear();
         m.step(&abab, &KvOp::Get(abab), &mut out);
         assert_eq!(out, vec![abab]);
+    }
+
+    #[test]
+    fn appends_reach_only_longer_texts_that_start_with_the_state() {
+        let mut m = StringKv::new(&ModelOptions::default());
+        let op = Op::invoke(0, "get", json!(null));
+        let [ab, abc, b] = ["ab", "abc", "b"].map(|t| m.intern(&json!(t), &op).unwrap());
+        assert!(m.may_reach(&ab, &KvOp::Get(abc)));
+        assert!(m.may_reach(&ab, &KvOp::Get(ab)));
+        assert!(m.may_reach(&m.init(), &KvOp::Get(b)));
+        assert!(!m.may_reach(&abc, &KvOp::Get(ab)));
+        assert!(!m.may_reach(&b, &KvOp::Get(abc)));
+        assert!(StringKv::is_monotone(&KvOp::Append(b)));
+        assert!(!StringKv::is_monotone(&KvOp::Put(b)));
     }
 }

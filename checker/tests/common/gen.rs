@@ -69,6 +69,8 @@ fn other_small(rng: &mut SmallRng, old: &Value) -> Value {
 // register / cas-register.
 
 struct RegisterObject {
+    /// Share of reads, in percent.
+    read_percent: u32,
     cas: bool,
     keyed: bool,
     init: Value,
@@ -85,13 +87,14 @@ impl Object for RegisterObject {
     fn next_call(&mut self, rng: &mut SmallRng, _slot: usize) -> Call {
         let key = self.keyed.then(|| json!(["x", "y"][rng.gen_range(0..2)]));
         let roll = rng.gen_range(0..100);
-        if roll < 40 {
+        let write_end = self.read_percent + (100 - self.read_percent) * 35 / 60;
+        if roll < self.read_percent {
             Call {
                 f: "read",
                 value: Value::Null,
                 key,
             }
-        } else if roll < 75 || !self.cas {
+        } else if roll < write_end || !self.cas {
             Call {
                 f: "write",
                 value: small(rng),
@@ -348,8 +351,9 @@ impl Object for QueueObject {
 // ---------------------------------------------------------------------------------------------
 // string-kv: keys a and b, values built from "x" and "y".
 
-#[derive(Default)]
 struct KvObject {
+    /// Share of gets, in tenths.
+    get_tenths: u32,
     texts: BTreeMap<String, String>,
 }
 
@@ -357,22 +361,19 @@ impl Object for KvObject {
     fn next_call(&mut self, rng: &mut SmallRng, _slot: usize) -> Call {
         let key = Some(json!(["a", "b"][rng.gen_range(0..2)]));
         let text = json!(["x", "y"][rng.gen_range(0..2)]);
-        match rng.gen_range(0..10) {
-            0..=3 => Call {
+        let roll = rng.gen_range(0..10);
+        if roll < self.get_tenths {
+            return Call {
                 f: "get",
                 value: Value::Null,
                 key,
-            },
-            4..=6 => Call {
-                f: "put",
-                value: text,
-                key,
-            },
-            _ => Call {
-                f: "append",
-                value: text,
-                key,
-            },
+            };
+        }
+        // The rest: puts and appends equally likely.
+        Call {
+            f: if rng.gen_bool(0.5) { "put" } else { "append" },
+            value: text,
+            key,
         }
     }
 
@@ -428,8 +429,30 @@ struct Pending {
     effect: Option<Effect>,
 }
 
-/// Generates one history for `model` from `seed`.
-pub fn generate(model: ModelKind, seed: u64) -> Generated {
+/// What share of the operations are reads, and how often operations crash.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Reads (gets) among the operations of register and string-kv histories, in percent.
+    pub read_percent: u32,
+    /// Of the operations that complete after taking effect, the share that crash (`info`).
+    pub crash_after_effect: f64,
+}
+
+/// The shape most tests use.
+pub const MIXED: Shape = Shape {
+    read_percent: 40,
+    crash_after_effect: 0.12,
+};
+
+/// Mostly reads, with many crashed writes: where the search places reads greedily and must
+/// still find the crashed writes that explain them.
+pub const READ_HEAVY: Shape = Shape {
+    read_percent: 75,
+    crash_after_effect: 0.3,
+};
+
+/// Generates one history for `model` from `seed`, of the given shape.
+pub fn generate_shaped(model: ModelKind, seed: u64, shape: Shape) -> Generated {
     let mut rng = SmallRng::seed_from_u64(seed);
     let slots = rng.gen_range(2..=4);
     let mut init = Value::Null;
@@ -439,6 +462,7 @@ pub fn generate(model: ModelKind, seed: u64) -> Generated {
                 init = json!(0);
             }
             Box::new(RegisterObject {
+                read_percent: shape.read_percent,
                 cas: model == ModelKind::CasRegister,
                 keyed: rng.gen_bool(0.3),
                 init: init.clone(),
@@ -461,9 +485,12 @@ pub fn generate(model: ModelKind, seed: u64) -> Generated {
             elements: VecDeque::new(),
             picks: vec![0; slots],
         }),
-        ModelKind::StringKv => Box::new(KvObject::default()),
+        ModelKind::StringKv => Box::new(KvObject {
+            get_tenths: shape.read_percent / 10,
+            texts: BTreeMap::new(),
+        }),
     };
-    let mut events = simulate(&mut rng, object.as_mut(), slots);
+    let mut events = simulate(&mut rng, object.as_mut(), slots, shape.crash_after_effect);
     let damaged = rng.gen_bool(damage_probability(model));
     if damaged {
         let times = if rng.gen_bool(0.3) { 2 } else { 1 };
@@ -481,7 +508,12 @@ pub fn generate(model: ModelKind, seed: u64) -> Generated {
     }
 }
 
-fn simulate(rng: &mut SmallRng, object: &mut dyn Object, slots: usize) -> Vec<Op> {
+fn simulate(
+    rng: &mut SmallRng,
+    object: &mut dyn Object,
+    slots: usize,
+    crash_after_effect: f64,
+) -> Vec<Op> {
     let budget = rng.gen_range(3..=12);
     // Histories that end with operations still open.
     let cut_short = rng.gen_bool(0.3);
@@ -531,7 +563,7 @@ fn simulate(rng: &mut SmallRng, object: &mut dyn Object, slots: usize) -> Vec<Op
             continue;
         }
         let p = pending[slot].take().expect("busy");
-        let crashed = rng.gen_bool(0.12);
+        let crashed = rng.gen_bool(crash_after_effect);
         let mut op = match (p.effect.expect("took effect"), crashed) {
             // Took effect, but the client never learned the outcome.
             (_, true) => Op::complete(process[slot], OpType::Info, p.call.f, p.call.value)
