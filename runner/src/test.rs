@@ -186,6 +186,11 @@ pub struct TestArgs {
     #[arg(long, value_parser = ["linearizable", "serializable"])]
     read_mode: Option<String>,
 
+    /// etcd, lock workloads: acquire and release through etcd's recipe in transactions (one
+    /// attempt, the default) or through etcd's own lock API (waits for the lock).
+    #[arg(long, value_parser = ["txn", "api"])]
+    etcd_lock: Option<String>,
+
     /// zookeeper: `sync` before every read.
     #[arg(long)]
     sync_reads: bool,
@@ -570,6 +575,11 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
     if args.read_mode.is_some() && args.target != "etcd" {
         bail!("--read-mode applies only to --target etcd");
     }
+    if args.etcd_lock.is_some()
+        && (args.target != "etcd" || !matches!(args.workload.as_str(), "lock" | "fenced-lock"))
+    {
+        bail!("--etcd-lock applies only to --target etcd with --workload lock or fenced-lock");
+    }
     if args.sync_reads && args.target != "zookeeper" {
         bail!("--sync-reads applies only to --target zookeeper");
     }
@@ -685,6 +695,9 @@ fn test_config(
     }
     if args.sync_reads {
         target_options.insert("sync_reads".to_string(), json!(true));
+    }
+    if args.etcd_lock.as_deref() == Some("api") {
+        target_options.insert("lock_api".to_string(), json!(true));
     }
     if args.target == "postgres" && args.target_file.is_none() {
         // Recorded even when it is the default, so test.json says what every run ran at.
@@ -811,6 +824,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     }
     if let Some(mode) = &args.read_mode {
         cmd.push_str(&format!(" --read-mode {mode}"));
+    }
+    if let Some(recipe) = &args.etcd_lock {
+        cmd.push_str(&format!(" --etcd-lock {recipe}"));
     }
     if args.sync_reads {
         cmd.push_str(" --sync-reads");

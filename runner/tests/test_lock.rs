@@ -182,6 +182,7 @@ fn a_bug_or_option_that_does_not_apply_is_a_bad_argument() {
         &["--workload", "lock", "--bug", "lost-write"][..],
         &["--workload", "fenced-lock", "--fencing", "off"][..],
         &["--workload", "lock", "--lease-ms", "1"][..],
+        &["--workload", "lock", "--etcd-lock", "api"][..],
     ] {
         let mut all = vec!["test", "--target", "memory", "--store"];
         let path = store.0.to_string_lossy().into_owned();
@@ -254,26 +255,30 @@ fn faults(run: &Path) -> std::collections::BTreeSet<String> {
 
 /// A fenced lock on a real target under faults: valid, with holds, and the faults happened.
 fn fenced_lock_under_faults(target: &str, nemesis: &str, seed: &str, expected: &[&str]) {
+    fenced_lock_with(target, &[], nemesis, seed, expected);
+}
+
+/// [`fenced_lock_under_faults`] with more arguments.
+fn fenced_lock_with(target: &str, extra: &[&str], nemesis: &str, seed: &str, expected: &[&str]) {
     let store = Store::new(target);
-    let (out, results) = run(
-        &store,
-        &[
-            "--target",
-            target,
-            "--workload",
-            "fenced-lock",
-            "--nemesis",
-            nemesis,
-            "--lease-ms",
-            "1000",
-            "--concurrency",
-            "5",
-            "--time-limit",
-            "12",
-            "--seed",
-            seed,
-        ],
-    );
+    let mut args = vec![
+        "--target",
+        target,
+        "--workload",
+        "fenced-lock",
+        "--nemesis",
+        nemesis,
+        "--lease-ms",
+        "1000",
+        "--concurrency",
+        "5",
+        "--time-limit",
+        "12",
+        "--seed",
+        seed,
+    ];
+    args.extend_from_slice(extra);
+    let (out, results) = run(&store, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let result = &results["result"];
     assert!(result["holds"].as_u64().unwrap() >= 3, "{result}");
@@ -281,6 +286,10 @@ fn fenced_lock_under_faults(target: &str, nemesis: &str, seed: &str, expected: &
     let seen = faults(&store.latest());
     for fault in expected {
         assert!(seen.contains(*fault), "{fault} not in {seen:?}");
+    }
+    if extra.contains(&"api") {
+        let test = read_json(&store.latest().join("test.json"));
+        assert_eq!(test["target_options"]["lock_api"], true, "{test}");
     }
 }
 
@@ -297,6 +306,13 @@ fn raftkv_fenced_lock_is_valid_under_partitions_pauses_and_kills() {
 #[test]
 fn etcd_fenced_lock_is_valid_under_pauses_and_kills() {
     fenced_lock_under_faults("etcd", "pause,kill", "35", &["pause", "kill"]);
+}
+
+/// etcd's own lock API (`/v3/lock/lock`, which waits for the lock) under pauses: valid, and
+/// test.json records the choice.
+#[test]
+fn etcd_lock_api_fenced_lock_is_valid_under_pauses() {
+    fenced_lock_with("etcd", &["--etcd-lock", "api"], "pause", "37", &["pause"]);
 }
 
 /// Pauses only: after kills of every node, three restarting JVMs may not serve again before

@@ -24,7 +24,8 @@
 //! reads are optimistic: a read of every key at one revision, then a `/v3/kv/txn` that commits
 //! the writes only if no key read changed (`mod_revision` comparisons); see [`crate::etcd_txn`].
 //!
-//! Options: `nodes`, `data_dir`, `read_mode` (`linearizable` | `serializable`), `program`,
+//! Options: `nodes`, `data_dir`, `read_mode` (`linearizable` | `serializable`), `lock_api`
+//! (the lock workloads through etcd's lock API, see [`crate::etcd_lock`]), `program`,
 //! `request_timeout_ms`, `ready_timeout_ms`.
 //!
 //! Design decision: the JSON gateway and the crate's own HTTP client rather than the gRPC
@@ -70,10 +71,11 @@ const PROBE_TIMEOUT_MS: u64 = 2_000;
 /// for the kernel's retries).
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// The option names this target reads.
-pub const OPTIONS: [&str; 6] = [
+pub const OPTIONS: [&str; 7] = [
     "nodes",
     "data_dir",
     "read_mode",
+    "lock_api",
     "program",
     "request_timeout_ms",
     "ready_timeout_ms",
@@ -597,6 +599,9 @@ pub struct EtcdClient {
     holder: Holder,
     lock_lease: Option<String>,
     fence_ready: bool,
+    /// The lock workloads go through etcd's lock API (option `lock_api`).
+    lock_api: bool,
+    lock_key: Option<String>,
 }
 
 impl EtcdClient {
@@ -654,17 +659,22 @@ impl EtcdClient {
                 let mut holder = std::mem::take(&mut self.holder);
                 let mut lease = self.lock_lease.take();
                 let mut fence_ready = self.fence_ready;
+                let mut api_key = self.lock_key.take();
+                let api = self.lock_api;
                 let completion = {
                     let mut service = EtcdLocks {
                         client: self,
                         lease: &mut lease,
                         fence_ready: &mut fence_ready,
+                        api,
+                        api_key: &mut api_key,
                     };
                     holder.invoke(&mut service, &spec, op).await
                 };
                 self.holder = holder;
                 self.lock_lease = lease;
                 self.fence_ready = fence_ready;
+                self.lock_key = api_key;
                 completion
             }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
@@ -870,6 +880,8 @@ impl Client for EtcdClient {
                 holder: Holder::default(),
                 lock_lease: None,
                 fence_ready: false,
+                lock_api: self.lock_api,
+                lock_key: None,
             }) as Box<dyn Client>)
         })
     }
@@ -937,6 +949,8 @@ impl EtcdClient {
             holder: Holder::default(),
             lock_lease: None,
             fence_ready: false,
+            lock_api: false,
+            lock_key: None,
         }
     }
 }
@@ -983,16 +997,25 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let request_timeout_ms = options
         .u64_in("request_timeout_ms", 1, 3_600_000)?
         .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
+    let lock_api = options.bool("lock_api")?.unwrap_or(false);
+    if lock_api && !matches!(mode, ClientMode::Lock(_)) {
+        return Err(options.bad(
+            "lock_api",
+            "applies only to the lock and fenced-lock workloads",
+        ));
+    }
     let db = Arc::new(EtcdDb::from_test(test)?);
+    let mut client = EtcdClient::with_mode(
+        db.clone(),
+        mode,
+        read_mode,
+        Duration::from_millis(request_timeout_ms),
+    );
+    client.lock_api = lock_api;
     Ok(Target {
         db: db.clone(),
         nodes: db.nodes().to_vec(),
-        client: Arc::new(EtcdClient::with_mode(
-            db,
-            mode,
-            read_mode,
-            Duration::from_millis(request_timeout_ms),
-        )),
+        client: Arc::new(client),
     })
 }
 

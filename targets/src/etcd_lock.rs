@@ -18,6 +18,16 @@
 //! - read: a range over `resource/<name>/`, sorted by `mod_revision`: the order etcd applied
 //!   the writes in.
 //!
+//! With option `lock_api` (`faultline test --etcd-lock api`) acquire and release go through
+//! etcd's own lock API instead (`/v3/lock/lock` with the lease, `/v3/lock/unlock` with the key
+//! it returned), as a user of etcd's lock service would: the lock call waits for the holders
+//! before it, bounded by the lease (a lease that ran out while waiting holds nothing) and the
+//! request timeout; a wait given up is `info` (the waiter's lease is then revoked, best
+//! effort, which deletes its key). The token is the returned key's creation revision, read
+//! back with a range; when the key is already gone (its lease expired while it waited, which
+//! etcd 3.4's lock API does not notice) the lock call's header revision stands in, which is
+//! above every earlier grant's. The resource is the same as the recipe's.
+//!
 //! Outcomes as [`crate::etcd::classify_reply`]: a 4xx other than 408, or a request never sent:
 //! `fail`; a 5xx, a timeout or a connection lost after sending: `info` (a read: `fail`). A
 //! failed lease grant is a `fail` of the acquire: a lease with no lock key holds nothing.
@@ -62,6 +72,10 @@ pub struct EtcdLocks<'a> {
     pub lease: &'a mut Option<String>,
     /// Whether this client made sure the fence key exists.
     pub fence_ready: &'a mut bool,
+    /// Through etcd's lock API (`/v3/lock/*`) rather than the recipe's transactions.
+    pub api: bool,
+    /// The lock API's key of the current hold (what `/v3/lock/unlock` takes).
+    pub api_key: &'a mut Option<String>,
 }
 
 impl EtcdLocks<'_> {
@@ -93,6 +107,69 @@ impl EtcdLocks<'_> {
             }
             Delivery::NotSent(why) => Err(Failure::Definite(why)),
             Delivery::Lost(why) => Err(Failure::Unknown(why)),
+        }
+    }
+
+    /// One request bounded by `wait` rather than the request timeout.
+    async fn call_within(
+        &mut self,
+        path: &str,
+        body: Value,
+        wait: Duration,
+    ) -> Result<Value, Failure> {
+        let deadline = Instant::now() + wait;
+        match self.client.post(path, &body, deadline).await {
+            Delivery::Reply(response) if response.status == 200 => Ok(response.body),
+            Delivery::Reply(response) => Err(Failure::Unknown(format!(
+                "{} {}",
+                response.status, response.body
+            ))),
+            Delivery::NotSent(why) => Err(Failure::Definite(why)),
+            Delivery::Lost(why) => Err(Failure::Unknown(why)),
+        }
+    }
+
+    /// The rest of an acquire through etcd's lock API, once lease `id` is granted.
+    async fn acquire_by_api(
+        &mut self,
+        lock: &str,
+        lease: Duration,
+        id: String,
+    ) -> Result<Grant, Completion> {
+        let wait = lease.min(self.client.request_timeout());
+        let body = json!({ "name": key(&format!("lock/{lock}")), "lease": id });
+        let reply = match self.call_within("/v3/lock/lock", body, wait).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                // Whether or not the wait was granted meanwhile, revoking the lease deletes
+                // its key: the lock is free again, as far as this client can make it.
+                self.revoke(id).await;
+                return Err(match failure {
+                    Failure::Definite(why) => Completion::fail(why),
+                    Failure::Unknown(why) => Completion::info(format!("lock-wait: {why}")),
+                });
+            }
+        };
+        let Some(held) = reply.get("key").and_then(Value::as_str).map(str::to_string) else {
+            self.revoke(id).await;
+            return Err(Completion::info(format!("lock: no key in {reply}")));
+        };
+        let header_revision = reply["header"].get("revision").and_then(token_of);
+        // The key's creation revision is the token; the range is served by a quorum.
+        let created = match self.call("/v3/kv/range", json!({ "key": held })).await {
+            Ok(range) => range["kvs"]
+                .get(0)
+                .and_then(|kv| kv.get("create_revision"))
+                .and_then(token_of),
+            Err(_) => None,
+        };
+        match created.or(header_revision) {
+            Some(token) => {
+                *self.lease = Some(id);
+                *self.api_key = Some(held);
+                Ok(Grant::Granted(token))
+            }
+            None => Err(Completion::info(format!("lock: no revision in {reply}"))),
         }
     }
 
@@ -134,6 +211,9 @@ impl LockService for EtcdLocks<'_> {
             }) else {
                 return Err(Completion::fail(format!("lease-grant: no ID in {granted}")));
             };
+            if self.api {
+                return self.acquire_by_api(lock, lease, id).await;
+            }
             let lock_key = key(&format!("lock/{lock}"));
             let body = json!({
                 "compare": [{"key": lock_key, "target": "CREATE", "result": "EQUAL",
@@ -168,6 +248,21 @@ impl LockService for EtcdLocks<'_> {
 
     fn release<'a>(&'a mut self, lock: &'a str, token: i64) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
+            if self.api {
+                // The lock API deletes the key whether or not it still exists: it cannot say
+                // `not-held`.
+                let outcome = match self.api_key.take() {
+                    Some(held) => self.call("/v3/lock/unlock", json!({ "key": held })).await,
+                    None => Err(Failure::Definite("no lock key held".into())),
+                };
+                if let Some(id) = self.lease.take() {
+                    self.revoke(id).await;
+                }
+                return match outcome {
+                    Ok(_) => Completion::Ok(Value::Null),
+                    Err(failure) => failure.completion(),
+                };
+            }
             let lock_key = key(&format!("lock/{lock}"));
             let body = json!({
                 "compare": [{"key": lock_key, "target": "CREATE", "result": "EQUAL",
