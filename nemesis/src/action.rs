@@ -38,6 +38,15 @@ pub enum Topology {
     MajoritiesRing,
     /// Two halves that cannot talk, and one node that talks to both.
     Bridge { bridge: String },
+    /// One stage of the `restart-voter` election fault: only the links it needs are open
+    /// (`stage` says which: `candidates` (the two candidates-to-be talk only to each other),
+    /// `campaign` (each candidate also reaches the voter and its own supporters) or `split`
+    /// (as `campaign`, without the link between the candidates)).
+    RestartVoter {
+        stage: String,
+        candidates: [String; 2],
+        voter: String,
+    },
 }
 
 impl Topology {
@@ -49,6 +58,7 @@ impl Topology {
             Topology::IsolateLeader { .. } => "isolate-leader",
             Topology::MajoritiesRing => "majorities-ring",
             Topology::Bridge { .. } => "bridge",
+            Topology::RestartVoter { .. } => "restart-voter",
         }
     }
 }
@@ -74,6 +84,8 @@ pub enum Target {
     /// The node that leads when the fault starts (a random one when no node says it leads):
     /// pausing or killing exactly the leader is what exposes lease and failover bugs.
     Leader,
+    /// Nodes an election fault chose for their role in it (a voter, a candidate, ...).
+    Role,
 }
 
 impl Target {
@@ -84,6 +96,7 @@ impl Target {
             Target::Majority => "majority",
             Target::All => "all",
             Target::Leader => "leader",
+            Target::Role => "role",
         }
     }
 }
@@ -229,6 +242,7 @@ impl Action {
                     format!("partition {} {isolated}", p.topology.name())
                 }
                 Topology::Bridge { bridge } => format!("partition bridge {bridge}"),
+                Topology::RestartVoter { stage, .. } => format!("partition restart-voter {stage}"),
                 other => format!("partition {}", other.name()),
             },
             Action::StartLoss(i) => match (i.loss > 0.0, i.latency_ms > 0) {

@@ -12,7 +12,14 @@ use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 
 use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Target, Targets, Topology};
 use crate::partition;
-use crate::schedule::{Election, Kind, Plan, Schedule, Timing};
+use crate::schedule::{Election, Kind, Plan, RestartVoterRoles, Schedule, Timing};
+
+/// Starting a killed node, as an action.
+fn start_node(node: &str) -> Action {
+    Action::Start(Nodes {
+        nodes: vec![node.to_string()],
+    })
+}
 
 /// How long the nemesis waits for the nodes to say who leads before it treats the leader as
 /// unknown (a paused or cut-off node may not answer at all).
@@ -469,7 +476,132 @@ impl Faults {
                 let heal = isolate.undo().expect("a partition has an undo");
                 self.apply_recorded(test, recorder, &heal).await
             }
+            Election::RestartVoter {
+                order,
+                pick,
+                hold_ms,
+            } => {
+                self.run_restart_voter(test, recorder, stop, order, pick, hold_ms, phase_end)
+                    .await
+            }
         }
+    }
+
+    /// Runs [`Election::RestartVoter`]: its steps in order, each recorded once it took
+    /// effect. When the main phase ends or `stop` is raised before the last step, the rest is
+    /// skipped and what is in force undone: the voter started if it is down, every paused
+    /// node resumed, the network healed.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_restart_voter(
+        &mut self,
+        test: &Test,
+        recorder: &NemesisRecorder,
+        stop: &Stop,
+        mut order: Vec<String>,
+        pick: u64,
+        hold_ms: u64,
+        phase_end: Instant,
+    ) -> Result<(), HarnessError> {
+        use crate::schedule::restart_voter_ms as ms;
+        // The leader, when one is known, is the first candidate: the first stage hands its
+        // whole log to the second, so both candidates' logs are at least as up to date as
+        // anyone's and every grant and vote below is decided by terms and votes alone.
+        if let Some(leader) = self.leader(test, pick).await? {
+            if let Some(at) = order.iter().position(|n| *n == leader) {
+                order.swap(0, at);
+            }
+        }
+        let roles = RestartVoterRoles::from_order(&order);
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let partition = |stage: &str, grudge| {
+            Action::StartPartition(Partition {
+                topology: Topology::RestartVoter {
+                    stage: stage.to_string(),
+                    candidates: [roles.first.clone(), roles.second.clone()],
+                    voter: roles.voter.clone(),
+                },
+                grudge,
+            })
+        };
+        let role = |nodes: Vec<String>| Targets {
+            target: Target::Role,
+            nodes,
+        };
+        let resume = |nodes: &[&String]| {
+            Action::Resume(Nodes {
+                nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            })
+        };
+        let (first_late, second_late) = (&roles.first_supporters[0], &roles.second_supporters[0]);
+        let steps = vec![
+            (
+                partition("candidates", roles.candidates_grudge(&names)),
+                ms::CANDIDATES,
+            ),
+            (
+                Action::Pause(role(vec![
+                    roles.voter.clone(),
+                    first_late.clone(),
+                    second_late.clone(),
+                ])),
+                0,
+            ),
+            (
+                partition("campaign", roles.campaign_grudge(&names, true)),
+                ms::CAMPAIGN,
+            ),
+            (
+                Action::Pause(role(vec![roles.first.clone(), roles.second.clone()])),
+                0,
+            ),
+            (partition("split", roles.campaign_grudge(&names, false)), 0),
+            (resume(&[&roles.voter]), ms::GRANTS),
+            (resume(&[&roles.first]), ms::VOTE),
+            (Action::Pause(role(vec![roles.first.clone()])), 0),
+            (Action::Kill(role(vec![roles.voter.clone()])), 0),
+            (start_node(&roles.voter), ms::RESTART),
+            (resume(&[&roles.second, second_late]), ms::SECOND_ELECTION),
+            (resume(&[&roles.first, first_late]), hold_ms),
+        ];
+        self.set_current(Some(format!(
+            "restart-voter: candidates {} and {}, voter {}",
+            roles.first, roles.second, roles.voter
+        )));
+        let until = |ms: u64| (Instant::now() + Duration::from_millis(ms)).min(phase_end);
+        let mut cut_short = false;
+        for (action, wait_ms) in &steps {
+            self.apply_recorded(test, recorder, action).await?;
+            if *wait_ms > 0 {
+                self.hold(test, action, until(*wait_ms), Some(stop)).await?;
+            }
+            if stop.is_stopped() || Instant::now() >= phase_end {
+                cut_short = true;
+                break;
+            }
+        }
+        if cut_short {
+            // Undo what is in force, in the order a restart needs: the voter up, then every
+            // node of the fault running.
+            if self.killed.contains(&roles.voter) {
+                self.apply_recorded(test, recorder, &start_node(&roles.voter))
+                    .await?;
+            }
+            let paused: Vec<String> = order
+                .iter()
+                .filter(|n| self.paused.contains(*n))
+                .cloned()
+                .collect();
+            if !paused.is_empty() {
+                self.apply_recorded(test, recorder, &Action::Resume(Nodes { nodes: paused }))
+                    .await?;
+            }
+        }
+        let heal = Action::StopPartition(Topology::RestartVoter {
+            stage: "split".to_string(),
+            candidates: [roles.first.clone(), roles.second.clone()],
+            voter: roles.voter.clone(),
+        });
+        self.apply_recorded(test, recorder, &heal).await
     }
 
     /// The fault schedule, seeded from `test.seed_for("nemesis")`: a quiet gap, then one fault

@@ -6,9 +6,9 @@
 //! iptables, given by the runner, or the db's own fault proxy), kills and pauses the db's
 //! [`faultline_core::Kill`] / [`faultline_core::Pause`], clock faults its
 //! [`faultline_core::ClockSkew`], `election` faults (aimed at leader changes) a network and
-//! pauses. [`Faults::run`] is the schedule ([`schedule`]); the
-//! topologies of partitions are pure functions ([`partition`]); every event is an
-//! [`action::Action`]. `docs/nemesis.md` lists each fault, its variants, its undo and its
+//! pauses, `restart-voter` (a contested election) a network, pauses and kills.
+//! [`Faults::run`] is the schedule ([`schedule`]); the topologies of partitions are pure
+//! functions ([`partition`]); every event is an [`action::Action`]. `docs/nemesis.md` lists each fault, its variants, its undo and its
 //! history record.
 //!
 //! ```
@@ -53,20 +53,21 @@ pub use faultline_core::nemesis::NoopNemesis;
 use faultline_core::{Db, Net, Node};
 
 pub use faults::{Faults, PRIMARY_TIMEOUT_MS};
-pub use schedule::{Kind, Timing};
+pub use schedule::{Kind, RestartVoterRoles, Timing};
 
 /// Every fault kind `--nemesis` names.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "partition",
     "pause",
     "kill",
     "clock",
     "loss",
     "election",
+    "restart-voter",
     "none",
 ];
 /// The fault kinds that can run (given a target with the capability each needs).
-pub const AVAILABLE: [&str; 7] = NAMES;
+pub const AVAILABLE: [&str; 8] = NAMES;
 
 /// Why a nemesis cannot be built (a bad argument).
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,13 @@ pub fn build(
                 (net.is_some() || db.as_net().is_some()) && db.as_pause().is_some(),
                 "a network to cut (a fault proxy or iptables) and processes that can be \
                  paused (SIGSTOP): it cuts the leader off and pauses it",
+            ),
+            Kind::RestartVoter => (
+                (net.is_some() || db.as_net().is_some())
+                    && db.as_pause().is_some()
+                    && db.as_kill().is_some(),
+                "a network to cut (a fault proxy or iptables), processes that can be paused \
+                 (SIGSTOP) and nodes that can be killed: it steers an election with all three",
             ),
         };
         if !able {

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use faultline_core::Impairment;
+use faultline_core::{Grudge, Impairment};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -30,6 +30,9 @@ pub enum Kind {
     Clock,
     /// Faults aimed at leader elections (see [`Election`]).
     Election,
+    /// An election contested by two candidates in one term, with a voter killed and restarted
+    /// between their requests ([`Election::RestartVoter`]).
+    RestartVoter,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Clock => "clock",
             Kind::Election => "election",
+            Kind::RestartVoter => "restart-voter",
         }
     }
 
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Kill,
             Kind::Clock,
             Kind::Election,
+            Kind::RestartVoter,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)
@@ -59,12 +64,14 @@ impl Kind {
 
     /// Partitions and loss act on links between nodes: with one node there are none. An
     /// election fault cuts the leader off from a majority that can elect another: three
-    /// nodes at least.
-    fn min_nodes(self) -> usize {
+    /// nodes at least. `restart-voter` gives two candidates a majority each with one voter in
+    /// common: an odd number of nodes, five at least (see [`RestartVoterRoles`]).
+    pub fn applies_to(self, nodes: usize) -> bool {
         match self {
-            Kind::Partition | Kind::Loss => 2,
-            Kind::Election => 3,
-            Kind::Pause | Kind::Kill | Kind::Clock => 1,
+            Kind::Partition | Kind::Loss => nodes >= 2,
+            Kind::Election => nodes >= 3,
+            Kind::RestartVoter => nodes >= 5 && nodes % 2 == 1,
+            Kind::Pause | Kind::Kill | Kind::Clock => nodes >= 1,
         }
     }
 }
@@ -97,6 +104,28 @@ pub const STROBE_PERIOD_MS: RangeInclusive<u64> = 5..=100;
 pub const LOSS_PERCENT: RangeInclusive<u32> = 20..=50;
 /// Added latency, when the network can delay: 10 to 200 ms.
 pub const LATENCY_MS: RangeInclusive<u64> = 10..=200;
+
+/// The pace of a `restart-voter` fault ([`Election::RestartVoter`]), in ms. Each wait is
+/// long enough for what it waits for in raftkv (10 ms ticks, elections after 150-300 ms, a
+/// dialer that backs off up to 1 s on a cut link) on a loaded machine, and no longer.
+pub mod restart_voter_ms {
+    /// Only the two candidates-to-be talk (to each other): the leader among them, if it is
+    /// one, steps down (check-quorum) after sending the other everything it appended, and
+    /// every node's leader lease runs out.
+    pub const CANDIDATES: u64 = 600;
+    /// The campaign links are open and the voter is paused: dialers reconnect and both
+    /// candidates-to-be queue pre-vote requests at the voter.
+    pub const CAMPAIGN: u64 = 2_000;
+    /// Between resuming the voter and the first candidate: the voter's pre-vote grants are
+    /// waiting when the candidate resumes.
+    pub const GRANTS: u64 = 20;
+    /// The first candidate asks for votes and the voter answers.
+    pub const VOTE: u64 = 100;
+    /// The voter's restart (process start, log recovery), with both candidates paused.
+    pub const RESTART: u64 = 1_000;
+    /// The second candidate asks the restarted voter and its supporters, and may win.
+    pub const SECOND_ELECTION: u64 = 300;
+}
 
 impl Default for Timing {
     fn default() -> Self {
@@ -140,6 +169,35 @@ pub enum Election {
         pause_ms: u64,
         isolated_ms: u64,
     },
+    /// Two candidates in one term whose majorities share one voter, and that voter killed
+    /// and restarted after it voted for the first and before the second asks it: Raft's
+    /// persisted vote (Figure 2) is all that keeps the second from winning too. The steps
+    /// (timings in [`restart_voter_ms`]; roles in [`RestartVoterRoles`], `order` with the
+    /// leader moved first at run time):
+    ///
+    /// 1. only the two candidates-to-be talk, to each other (one is the leader, when one is
+    ///    known, so both end with its whole log); everyone loses its leader;
+    /// 2. the voter and one late supporter of each candidate are paused; the campaign links
+    ///    open; both candidates-to-be send pre-votes, which queue at the paused voter;
+    /// 3. both candidates-to-be are paused, and the link between them is cut;
+    /// 4. the voter resumes (granting both pre-votes at once), then the first candidate,
+    ///    which becomes a candidate and gets the voter's vote but not yet a majority (its
+    ///    late supporter is paused);
+    /// 5. the first candidate is paused again, the voter is killed and restarted;
+    /// 6. the second candidate and its late supporter resume: it becomes a candidate in the
+    ///    same term and asks the restarted voter;
+    /// 7. the first candidate and its late supporter resume: with the supporter's vote it has
+    ///    a majority, counting the voter's first vote;
+    /// 8. held `hold_ms`, then every link healed.
+    ///
+    /// A correct store elects one leader in that term: the restarted voter remembers its vote,
+    /// so the second candidate waits for its next election (a later term). A store that
+    /// forgets votes (raftkv's `forget-vote` bug) elects both, and two leaders take writes.
+    RestartVoter {
+        order: Vec<String>,
+        pick: u64,
+        hold_ms: u64,
+    },
 }
 
 impl Election {
@@ -147,7 +205,81 @@ impl Election {
     pub fn name(&self) -> &'static str {
         match self {
             Election::PauseIsolatedLeader { .. } => "pause-isolated-leader",
+            Election::RestartVoter { .. } => "restart-voter",
         }
+    }
+}
+
+/// The roles of a `restart-voter` fault over an odd number `2k + 1 >= 5` of nodes: two
+/// candidates, the voter they share, and `k - 1` supporters of each, one of which (the late
+/// one) is paused until the end so that its candidate has no majority before then.
+///
+/// A majority is `k + 1`: `first`, `voter` and `first_supporters` make one, `second`,
+/// `voter` and `second_supporters` the other. Before the voter resumes, each candidate-to-be
+/// has `k` pre-vote grants (itself, the other candidate-to-be, its `k - 2` running
+/// supporters), one short of a majority: the voter's grant makes both candidates at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartVoterRoles {
+    pub first: String,
+    pub second: String,
+    pub voter: String,
+    /// The first's supporters; `[0]` is the late one.
+    pub first_supporters: Vec<String>,
+    /// The second's supporters; `[0]` is the late one.
+    pub second_supporters: Vec<String>,
+}
+
+impl RestartVoterRoles {
+    /// Roles in `order`: first, second, voter, then the first's supporters, then the
+    /// second's. Panics unless `order` has an odd length of 5 or more.
+    pub fn from_order(order: &[String]) -> RestartVoterRoles {
+        assert!(
+            Kind::RestartVoter.applies_to(order.len()),
+            "restart-voter needs an odd number of nodes, at least 5: {order:?}"
+        );
+        let each = (order.len() - 3) / 2;
+        RestartVoterRoles {
+            first: order[0].clone(),
+            second: order[1].clone(),
+            voter: order[2].clone(),
+            first_supporters: order[3..3 + each].to_vec(),
+            second_supporters: order[3 + each..].to_vec(),
+        }
+    }
+
+    /// The grudge that leaves exactly `links` (unordered pairs) open among `nodes`.
+    fn only(nodes: &[String], links: &[(&String, &String)]) -> Grudge {
+        let open = |a: &String, b: &String| {
+            links
+                .iter()
+                .any(|(x, y)| (*x == a && *y == b) || (*x == b && *y == a))
+        };
+        let mut grudge = Grudge::new();
+        for a in nodes {
+            for b in nodes {
+                if a != b && !open(a, b) {
+                    grudge.entry(a.clone()).or_default().insert(b.clone());
+                }
+            }
+        }
+        grudge
+    }
+
+    /// Stage `candidates`: only the two candidates-to-be talk, to each other.
+    pub fn candidates_grudge(&self, nodes: &[String]) -> Grudge {
+        RestartVoterRoles::only(nodes, &[(&self.first, &self.second)])
+    }
+
+    /// Stage `campaign` (`with_candidate_link`) or `split` (without): each candidate-to-be
+    /// reaches the voter and its own supporters.
+    pub fn campaign_grudge(&self, nodes: &[String], with_candidate_link: bool) -> Grudge {
+        let mut links = vec![(&self.first, &self.voter), (&self.second, &self.voter)];
+        if with_candidate_link {
+            links.push((&self.first, &self.second));
+        }
+        links.extend(self.first_supporters.iter().map(|s| (&self.first, s)));
+        links.extend(self.second_supporters.iter().map(|s| (&self.second, s)));
+        RestartVoterRoles::only(nodes, &links)
     }
 }
 
@@ -192,7 +324,7 @@ impl Schedule {
         let mut kinds: Vec<Kind> = kinds
             .iter()
             .copied()
-            .filter(|kind| nodes.len() >= kind.min_nodes())
+            .filter(|kind| kind.applies_to(nodes.len()))
             .collect();
         kinds.sort();
         kinds.dedup();
@@ -221,7 +353,7 @@ impl Schedule {
             .kinds
             .iter()
             .copied()
-            .filter(|k| !matches!(k, Kind::Clock | Kind::Election))
+            .filter(|k| !matches!(k, Kind::Clock | Kind::Election | Kind::RestartVoter))
             .collect();
         let with = (kind == Kind::Clock && !others.is_empty()).then(|| {
             let other = others[self.rng.gen_range(0..others.len())];
@@ -243,6 +375,16 @@ impl Schedule {
             Kind::Pause => Plan::Apply(Action::Pause(self.targets())),
             Kind::Clock => Plan::Apply(self.clock(hold_ms)),
             Kind::Election => Plan::Election(self.election(hold_ms)),
+            Kind::RestartVoter => {
+                let mut order = self.nodes.clone();
+                order.shuffle(&mut self.rng);
+                let pick = self.rng.gen();
+                Plan::Election(Election::RestartVoter {
+                    order,
+                    pick,
+                    hold_ms,
+                })
+            }
         }
     }
 
@@ -360,6 +502,7 @@ impl Schedule {
             // A stand-in, drawn now so the schedule stays reproducible; replaced by the
             // leader at run time when one is known.
             Target::Leader => 1,
+            Target::Role => unreachable!("drawn only by election faults"),
         };
         Targets {
             target,
@@ -446,7 +589,10 @@ mod tests {
                         pause_ms,
                         isolated_ms,
                         ..
-                    } = &election;
+                    } = &election
+                    else {
+                        unreachable!("restart-voter is not among the kinds drawn here")
+                    };
                     assert!(nodes.contains(fallback));
                     assert_eq!(*pause_ms, planned.hold_ms + FAULT_MS.start());
                     assert!((FAULT_MS.start() / 2..=*FAULT_MS.start()).contains(isolated_ms));
@@ -478,6 +624,7 @@ mod tests {
                         Target::Majority => 3,
                         Target::All => 5,
                         Target::Leader => 1,
+                        Target::Role => unreachable!("drawn only by restart-voter"),
                     };
                     assert_eq!(t.nodes.len(), expected, "{t:?}");
                     let distinct: BTreeSet<&String> = t.nodes.iter().collect();
@@ -536,6 +683,53 @@ mod tests {
             assert!(seen.contains(variant), "{variant} never drawn: {seen:?}");
         }
         assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    }
+
+    /// The roles of `restart-voter` over 5, 7 and 9 nodes: each candidate's majority shares
+    /// exactly the voter with the other's; before the voter's grant each candidate-to-be has
+    /// one pre-vote fewer than a majority (itself, the other, its running supporters); and
+    /// each stage's grudge leaves open exactly the links it names, both ways.
+    #[test]
+    fn restart_voter_roles_give_two_majorities_that_share_only_the_voter() {
+        for n in [5, 7, 9] {
+            let nodes = names(n);
+            let roles = RestartVoterRoles::from_order(&nodes);
+            let mut first = vec![&roles.first, &roles.voter];
+            first.extend(&roles.first_supporters);
+            let mut second = vec![&roles.second, &roles.voter];
+            second.extend(&roles.second_supporters);
+            assert_eq!(first.len(), majority(n));
+            assert_eq!(second.len(), majority(n));
+            let all: BTreeSet<&String> = first.iter().chain(&second).copied().collect();
+            assert_eq!(all.len(), n, "every node has a role");
+            // Itself, the other candidate-to-be, its running (not late) supporters.
+            let pre_votes = 2 + roles.first_supporters.len() - 1;
+            assert_eq!(pre_votes + 1, majority(n), "the voter's grant decides");
+
+            let open = |grudge: &Grudge, a: &String, b: &String| {
+                let cut = grudge.get(a).is_some_and(|d| d.contains(b));
+                assert_eq!(cut, grudge.get(b).is_some_and(|d| d.contains(a)));
+                !cut
+            };
+            let candidates = roles.candidates_grudge(&nodes);
+            let split = roles.campaign_grudge(&nodes, false);
+            let campaign = roles.campaign_grudge(&nodes, true);
+            for a in &nodes {
+                for b in nodes.iter().filter(|b| *b != a) {
+                    let pair = |x: &String, y: &String| (a == x && b == y) || (a == y && b == x);
+                    let (f, s, v) = (&roles.first, &roles.second, &roles.voter);
+                    let links = pair(f, v)
+                        || pair(s, v)
+                        || roles.first_supporters.iter().any(|x| pair(f, x))
+                        || roles.second_supporters.iter().any(|y| pair(s, y));
+                    assert_eq!(open(&candidates, a, b), pair(f, s), "{a}-{b}");
+                    assert_eq!(open(&split, a, b), links, "{a}-{b}");
+                    assert_eq!(open(&campaign, a, b), links || pair(f, s), "{a}-{b}");
+                }
+            }
+        }
+        assert!(!Kind::RestartVoter.applies_to(3));
+        assert!(!Kind::RestartVoter.applies_to(6));
     }
 
     #[test]

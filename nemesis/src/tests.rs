@@ -49,9 +49,15 @@ fn fast() -> Timing {
     }
 }
 
+/// Every kind but `restart-voter`, whose steps are not fault / undo pairs (it has tests of its
+/// own below).
 fn all_faults(fake: &Arc<FakeDb>, n: usize) -> Faults {
+    let names: Vec<&str> = NAMES
+        .into_iter()
+        .filter(|name| *name != "restart-voter")
+        .collect();
     build(
-        &strings(&NAMES),
+        &strings(&names),
         fake.clone(),
         nodes(n),
         // The fake's own network, as the local fault proxy would be.
@@ -172,6 +178,126 @@ fn an_election_fault_pauses_the_isolated_leader_and_resumes_it_before_the_heal()
         .iter()
         .any(|s| s == "election pause-isolated-leader n4"));
     assert_eq!(run.shown_after, None);
+}
+
+/// The `restart-voter` fault over 5 nodes: the leader (n2) is the first candidate; each step
+/// is recorded after it took effect, in the documented order; the voter is killed only while
+/// both candidates are paused; at the end everything is running and healed.
+#[test]
+fn a_restart_voter_fault_runs_its_steps_in_order_and_leaves_everything_healed() {
+    let fake = Arc::new(FakeDb::with_own_net());
+    *fake.leaders.lock().unwrap() = strings(&["n2"]);
+    let faults = build(&strings(&["restart-voter"]), fake.clone(), nodes(5), None)
+        .unwrap()
+        .with_timing(fast());
+    // Long enough for one whole fault (its steps take about 4 s).
+    let run = run_schedule(test_of(5, 8, 5_000), faults);
+    let (last, steps) = run.events.split_last().expect("events");
+    assert_eq!(last.0, "heal");
+    let fs: Vec<&str> = steps.iter().take(13).map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fs,
+        [
+            "start-partition",
+            "pause",
+            "start-partition",
+            "pause",
+            "start-partition",
+            "resume",
+            "resume",
+            "pause",
+            "kill",
+            "start",
+            "resume",
+            "resume",
+            "stop-partition"
+        ],
+        "{steps:?}"
+    );
+    let stage = |i: usize| steps[i].1["stage"].as_str().unwrap().to_string();
+    assert_eq!(
+        [stage(0), stage(2), stage(4)],
+        ["candidates", "campaign", "split"]
+    );
+    let first = steps[0].1["candidates"][0].as_str().unwrap().to_string();
+    let second = steps[0].1["candidates"][1].as_str().unwrap().to_string();
+    let voter = steps[0].1["voter"].as_str().unwrap().to_string();
+    assert_eq!(first, "n2", "the leader is the first candidate");
+    // Only the candidates talk in the first stage.
+    let grudge = &steps[0].1["grudge"];
+    assert!(grudge
+        .get(&first)
+        .is_some_and(|d| !d.as_array().unwrap().contains(&json!(second))));
+    assert_eq!(grudge[&voter].as_array().unwrap().len(), 4);
+    let nodes_of =
+        |i: usize| -> Vec<String> { serde_json::from_value(steps[i].1["nodes"].clone()).unwrap() };
+    assert_eq!(nodes_of(1)[0], voter);
+    assert_eq!(nodes_of(3), [first.clone(), second.clone()]);
+    assert_eq!(nodes_of(5), [voter.as_str()]);
+    assert_eq!(nodes_of(6), [first.as_str()]);
+    assert_eq!(nodes_of(7), [first.as_str()]);
+    assert_eq!(nodes_of(8), [voter.as_str()]);
+    assert_eq!(nodes_of(9), [voter.as_str()]);
+    assert_eq!(nodes_of(10)[0], second);
+    assert_eq!(nodes_of(11)[0], first);
+    // Every node paused is resumed, in the end.
+    let mut paused = BTreeSet::new();
+    for i in [1, 3, 7] {
+        paused.extend(nodes_of(i));
+    }
+    for i in [5, 6, 10, 11] {
+        for node in nodes_of(i) {
+            paused.remove(&node);
+        }
+    }
+    assert!(paused.is_empty(), "left paused: {paused:?}");
+    // The split stage cut the candidates apart and kept the voter between them.
+    let split = &steps[4].1["grudge"];
+    assert!(split[&first].as_array().unwrap().contains(&json!(second)));
+    assert!(!split[&first].as_array().unwrap().contains(&json!(voter)));
+    assert!(fake.state().is_healed(), "{:?}", fake.state());
+    assert!(run
+        .shown
+        .iter()
+        .any(|s| s.starts_with("restart-voter: candidates n2 and")));
+}
+
+/// A `restart-voter` fault cut short by the end of the main phase undoes what is in force
+/// (the voter started if it was down, every paused node resumed, the network healed) before
+/// the final heal.
+#[test]
+fn a_restart_voter_fault_cut_short_undoes_what_is_in_force() {
+    for time_limit_ms in [200, 700, 2_900] {
+        let fake = Arc::new(FakeDb::with_own_net());
+        *fake.leaders.lock().unwrap() = strings(&["n1"]);
+        let faults = build(&strings(&["restart-voter"]), fake.clone(), nodes(5), None)
+            .unwrap()
+            .with_timing(fast());
+        let run = run_schedule(test_of(5, 2, time_limit_ms), faults);
+        let (last, steps) = run.events.split_last().expect("events");
+        assert_eq!(last.0, "heal");
+        // Nothing was left for the final heal to resume or start.
+        assert_eq!(last.1["started"], json!([]), "{steps:?}");
+        let (stop_partition, before) = steps.split_last().expect("a fault");
+        assert_eq!(stop_partition.0, "stop-partition", "{steps:?}");
+        let mut paused = BTreeSet::new();
+        for (f, value) in before {
+            let nodes: Vec<String> =
+                serde_json::from_value(value["nodes"].clone()).unwrap_or_default();
+            match f.as_str() {
+                "pause" => paused.extend(nodes),
+                "resume" => nodes.iter().for_each(|n| {
+                    paused.remove(n);
+                }),
+                _ => {}
+            }
+        }
+        assert!(
+            paused.is_empty(),
+            "left paused at {time_limit_ms} ms: {steps:?}"
+        );
+        assert!(fake.state().is_healed(), "{:?}", fake.state());
+    }
 }
 
 /// Every fault the schedule draws changes what is in force, and its undo restores it all.
@@ -463,6 +589,7 @@ fn the_schedule_records_every_fault_and_its_undo_then_heals_and_recovers() {
                 Topology::Halves | Topology::MajoritiesRing => {
                     assert!(p.grudge.values().all(|dropped| dropped.len() <= 3));
                 }
+                Topology::RestartVoter { .. } => unreachable!("not asked for"),
             }
             if let Topology::IsolateLeader { leader, isolated } = &p.topology {
                 assert_eq!((leader.as_deref(), isolated.as_str()), (Some("n3"), "n3"));

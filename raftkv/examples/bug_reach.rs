@@ -5,8 +5,9 @@
 //! cargo run --release -p faultline-raftkv --example bug_reach [SEEDS]
 //! ```
 //!
-//! The figures back docs/bug-table.md's account of why `faultline test` against the real
-//! server does not catch these two bugs:
+//! The figures back docs/bug-table.md's account of why random faults against the real server
+//! do not reach these two bugs (`forget-vote` is caught there by the `restart-voter` fault,
+//! which builds the interleaving step by step instead):
 //!
 //! - `old-term-commit` changes what commits only when a quorum acknowledges entries of an
 //!   earlier term *without* the new leader's no-op, which travels in the same AppendEntries as
@@ -14,7 +15,8 @@
 //!   with one entry per message the bug shows, with the server's 64 it does not.
 //! - `forget-vote` needs a vote request that reaches a voter *after* it crashed and restarted
 //!   (pre-vote keeps any candidate from starting the same term later). Over TCP, as the server
-//!   talks, a message to a process is lost with it; with such links the bug does not show.
+//!   talks, a message to a process is lost with it; with such links the bug rarely shows,
+//!   even though a candidate asks again the peers that have not answered.
 //!
 //! A measurement, not a test: it asserts nothing and is not run by CI.
 

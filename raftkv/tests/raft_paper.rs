@@ -236,6 +236,36 @@ fn forget_vote_bug_elects_two_leaders_in_one_term() {
 }
 
 #[test]
+fn candidate_retries_request_vote_to_peers_that_did_not_answer() {
+    // §5.1: servers retry RPCs that get no response. Node 2 answers node 1's request; the
+    // requests to 3, 4 and 5 are lost. A heartbeat interval later node 1, still a candidate
+    // in term 1, asks again exactly those that did not answer, and wins in term 1.
+    let mut cluster = Cluster::paper(5, Bugs::none());
+    cluster.node(1).campaign();
+    cluster.round(|m| m.to == 2);
+    cluster.round(|m| m.from == 2);
+    cluster.drop_in_flight();
+    assert_eq!(cluster.node(1).role(), Role::Candidate);
+    let heartbeat_ticks = cluster.configs[&1].heartbeat_ticks;
+    for _ in 0..heartbeat_ticks {
+        cluster.node(1).tick();
+    }
+    cluster.drive();
+    let asked: Vec<NodeId> = cluster
+        .in_flight
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::RequestVote { .. }))
+        .map(|m| {
+            assert_eq!(m.term, 1, "a retry, not a new election");
+            m.to
+        })
+        .collect();
+    assert_eq!(asked, vec![3, 4, 5]);
+    cluster.settle(all);
+    assert_eq!(cluster.leaders(), vec![(1, 1)]);
+}
+
+#[test]
 fn election_restriction_candidate_with_stale_log_is_not_elected() {
     let mut cluster = cluster_with_leader_1(3);
     cluster.node(1).propose(b"x".to_vec()).unwrap();

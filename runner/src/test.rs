@@ -134,7 +134,8 @@ pub struct TestArgs {
     client_pause_ms: Option<u64>,
 
     /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
-    /// aimed at leader changes, docs/nemesis.md), none. Default: partition,pause,kill;
+    /// aimed at leader changes, docs/nemesis.md), restart-voter (an election contested in
+    /// one term, its shared voter restarted between the two requests), none. Default: partition,pause,kill;
     /// pause,kill for postgres; none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,

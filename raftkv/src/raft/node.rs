@@ -222,6 +222,12 @@ impl RawNode {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.randomized_election_ticks {
                 self.campaign();
+            } else if self.role == Role::Candidate {
+                self.heartbeat_elapsed += 1;
+                if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+                    self.heartbeat_elapsed = 0;
+                    self.retry_vote_requests();
+                }
             }
         }
     }
@@ -550,9 +556,16 @@ impl RawNode {
         self.leader = None;
         self.votes = BTreeMap::from([(self.config.id, true)]);
         self.reset_election_timer();
+        self.heartbeat_elapsed = 0;
         self.abort_reads();
+        self.request_votes(self.peers());
+        self.count_votes();
+    }
+
+    /// Sends RequestVote for the current term to `peers`.
+    fn request_votes(&mut self, peers: Vec<NodeId>) {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.peers() {
+        for peer in peers {
             self.send(
                 peer,
                 self.term,
@@ -562,7 +575,20 @@ impl RawNode {
                 },
             );
         }
-        self.count_votes();
+    }
+
+    /// A candidate asks again, every heartbeat interval, the peers that have not answered its
+    /// RequestVote: the paper's servers retry RPCs that get no response (§5.1). A request can
+    /// be lost with a connection (a peer that crashed and restarted, a link that was cut and
+    /// came back), and without a retry the election would wait for the next timeout. A peer
+    /// that answered, granting or not, is not asked again in this term.
+    fn retry_vote_requests(&mut self) {
+        let silent: Vec<NodeId> = self
+            .peers()
+            .into_iter()
+            .filter(|peer| !self.votes.contains_key(peer))
+            .collect();
+        self.request_votes(silent);
     }
 
     fn become_leader(&mut self) {

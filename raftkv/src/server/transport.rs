@@ -9,14 +9,18 @@
 //! Framing: `[length: u32 big-endian][JSON PeerFrame]`. A connection opens with a `Hello`
 //! naming the sender and the member it meant to reach; a receiver drops connections from
 //! strangers. A dialer that fails retries with exponential back-off, and drops what was queued
-//! meanwhile: Raft retransmits, and a message that sat in a queue for seconds is stale. A
+//! meanwhile: Raft retransmits, and a message that sat in a queue for seconds is stale. What
+//! was queued just before a connection opened ([`FRESH_FRAME_MS`]) is still sent on it: a
+//! node that was paused or cut off answers the requests waiting for it the moment it can run
+//! again, while its dialers are reconnecting, and an answer (a vote, a pre-vote grant) is not
+//! retransmitted by anyone. A
 //! connection closed within a second of opening counts as a failed attempt too (a fault proxy
 //! that cuts a link accepts and closes at once).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -39,6 +43,9 @@ const BACKOFF_MAX_MS: u64 = 1_000;
 const STABLE_LINK_MS: u64 = 1_000;
 const HELLO_TIMEOUT_MS: u64 = 5_000;
 const WRITE_TIMEOUT_MS: u64 = 2_000;
+/// A frame queued at most this long before its connection opened is sent on it; older ones
+/// are dropped as stale (below an election timeout of the defaults: 150 ms).
+pub const FRESH_FRAME_MS: u64 = 100;
 
 /// What travels between nodes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -89,7 +96,8 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
 /// The sending side of one peer link, as the event loop sees it.
 #[derive(Clone, Debug)]
 pub struct PeerLink {
-    pub queue: mpsc::Sender<PeerFrame>,
+    /// Frames with the time they were queued.
+    pub queue: mpsc::Sender<(Instant, PeerFrame)>,
     /// Whether the outgoing connection is up right now.
     pub connected: Arc<AtomicBool>,
 }
@@ -97,7 +105,7 @@ pub struct PeerLink {
 impl PeerLink {
     /// Queues a frame; false if it was dropped (queue full or the dialer gone).
     pub fn send(&self, frame: PeerFrame) -> bool {
-        self.queue.try_send(frame).is_ok()
+        self.queue.try_send((Instant::now(), frame)).is_ok()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -153,7 +161,7 @@ async fn dial_loop(
     peer: NodeId,
     peer_addr: SocketAddr,
     bind_ip: Option<std::net::IpAddr>,
-    mut frames: mpsc::Receiver<PeerFrame>,
+    mut frames: mpsc::Receiver<(Instant, PeerFrame)>,
     connected: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -169,11 +177,12 @@ async fn dial_loop(
                 if failures == 0 {
                     tracing::info!(peer, %peer_addr, "connected to peer");
                 }
-                // Drop what queued up while we were away, then mark the link up.
-                while frames.try_recv().is_ok() {}
+                // Drop what queued up while we were away, except what was queued just now
+                // (while this connection opened), then mark the link up.
+                let fresh = fresh_frames(&mut frames);
                 connected.store(true, Ordering::Relaxed);
-                let opened = std::time::Instant::now();
-                let result = send_frames(id, peer, stream, &mut frames, &mut shutdown).await;
+                let opened = Instant::now();
+                let result = send_frames(id, peer, stream, fresh, &mut frames, &mut shutdown).await;
                 connected.store(false, Ordering::Relaxed);
                 match result {
                     Ok(()) => return,
@@ -205,12 +214,27 @@ async fn dial_loop(
     }
 }
 
-/// Sends frames until the connection fails (Err) or the node shuts down (Ok).
+/// Takes every queued frame and returns those queued within the last [`FRESH_FRAME_MS`], in
+/// order; the rest are stale and dropped.
+fn fresh_frames(frames: &mut mpsc::Receiver<(Instant, PeerFrame)>) -> Vec<PeerFrame> {
+    let fresh = Duration::from_millis(FRESH_FRAME_MS);
+    let mut kept = Vec::new();
+    while let Ok((queued, frame)) = frames.try_recv() {
+        if queued.elapsed() <= fresh {
+            kept.push(frame);
+        }
+    }
+    kept
+}
+
+/// Sends `first`, then frames from the queue, until the connection fails (Err) or the node
+/// shuts down (Ok).
 async fn send_frames(
     id: NodeId,
     peer: NodeId,
     stream: TcpStream,
-    frames: &mut mpsc::Receiver<PeerFrame>,
+    first: Vec<PeerFrame>,
+    frames: &mut mpsc::Receiver<(Instant, PeerFrame)>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (mut reader, writer) = stream.into_split();
@@ -218,18 +242,21 @@ async fn send_frames(
     writer
         .write_all(&encode(&PeerFrame::Hello { from: id, to: peer }))
         .await?;
+    for frame in &first {
+        writer.write_all(&encode(frame)).await?;
+    }
     writer.flush().await?;
     let mut probe = [0u8; 1];
     loop {
         tokio::select! {
             frame = frames.recv() => {
-                let Some(frame) = frame else { return Ok(()) };
+                let Some((_, frame)) = frame else { return Ok(()) };
                 // A link that accepts nothing for this long (a partition that drops packets)
                 // is reopened rather than left to TCP's minutes-long retransmission timeout.
                 let write = async {
                     writer.write_all(&encode(&frame)).await?;
                     // Batch whatever else is already queued into one flush.
-                    while let Ok(frame) = frames.try_recv() {
+                    while let Ok((_, frame)) = frames.try_recv() {
                         writer.write_all(&encode(&frame)).await?;
                     }
                     writer.flush().await
@@ -329,6 +356,29 @@ async fn receive_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_connection_sends_only_what_was_queued_just_before_it() {
+        let (queue, mut frames) = mpsc::channel(8);
+        let long_ago = Instant::now() - Duration::from_millis(10 * FRESH_FRAME_MS);
+        let hello = |from| PeerFrame::Hello { from, to: 9 };
+        queue.try_send((long_ago, hello(1))).unwrap();
+        queue.try_send((Instant::now(), hello(2))).unwrap();
+        queue.try_send((Instant::now(), hello(3))).unwrap();
+        let fresh: Vec<NodeId> = fresh_frames(&mut frames)
+            .into_iter()
+            .map(|frame| match frame {
+                PeerFrame::Hello { from, .. } => from,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fresh,
+            [2, 3],
+            "the stale frame is dropped, the fresh ones kept in order"
+        );
+        assert!(frames.try_recv().is_err(), "the queue is drained");
+    }
 
     #[test]
     fn frames_round_trip() {
