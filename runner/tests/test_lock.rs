@@ -6,54 +6,14 @@
 //! One run at a time: the PostgreSQL runs each start their own server.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::Mutex;
 
+mod run_support;
+use run_support::{faultline, read_json, text, Store};
+
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A fresh store directory, removed when the test ends.
-struct Store(PathBuf);
-
-impl Store {
-    fn new(name: &str) -> Store {
-        let dir =
-            std::env::temp_dir().join(format!("faultline-lock-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Store(dir)
-    }
-
-    fn latest(&self) -> PathBuf {
-        std::fs::canonicalize(self.0.join("latest")).expect("store/latest")
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
 
 /// One run; returns its output and its results.json.
 fn run(store: &Store, args: &[&str]) -> (Output, Value) {
@@ -88,7 +48,7 @@ fn fencing_counts(results: &Value) -> serde_json::Map<String, Value> {
 
 #[test]
 fn memory_lock_is_valid_and_records_its_options() {
-    let store = Store::new("memory");
+    let store = Store::new("lock", "memory");
     for workload in ["lock", "fenced-lock"] {
         let (out, results) = run(
             &store,
@@ -128,7 +88,7 @@ fn memory_lock_is_valid_and_records_its_options() {
 
 #[test]
 fn memory_double_grant_is_caught_by_the_holders_and_the_mutex_and_fencing_contains_it() {
-    let store = Store::new("double");
+    let store = Store::new("lock", "double");
     let args = |fencing: &'static str| {
         [
             "--target",
@@ -176,7 +136,7 @@ fn memory_double_grant_is_caught_by_the_holders_and_the_mutex_and_fencing_contai
 
 #[test]
 fn a_bug_or_option_that_does_not_apply_is_a_bad_argument() {
-    let store = Store::new("bad");
+    let store = Store::new("lock", "bad");
     for args in [
         &["--workload", "register", "--bug", "double-grant"][..],
         &["--workload", "lock", "--bug", "lost-write"][..],
@@ -199,7 +159,7 @@ fn a_bug_or_option_that_does_not_apply_is_a_bad_argument() {
 /// server itself is paused.
 #[test]
 fn postgres_lease_without_fencing_splits_the_brain_and_fencing_keeps_the_resource_consistent() {
-    let store = Store::new("postgres");
+    let store = Store::new("lock", "postgres");
     let args = |workload: &'static str, nemesis: &'static str, seconds: &'static str| {
         [
             "--target",
@@ -260,7 +220,7 @@ fn fenced_lock_under_faults(target: &str, nemesis: &str, seed: &str, expected: &
 
 /// [`fenced_lock_under_faults`] with more arguments.
 fn fenced_lock_with(target: &str, extra: &[&str], nemesis: &str, seed: &str, expected: &[&str]) {
-    let store = Store::new(target);
+    let store = Store::new("lock", target);
     let mut args = vec![
         "--target",
         target,

@@ -6,12 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
+mod run_support;
+use run_support::{faultline, read_json, text};
 
 /// A fresh store directory for one test.
 fn store(name: &str) -> PathBuf {
@@ -31,20 +27,6 @@ fn test_run(store: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     faultline(&args)
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// `faultline check --json` on a stored history: (exit status, the JSON line).

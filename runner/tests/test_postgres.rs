@@ -16,54 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+mod run_support;
+use run_support::{faultline, read_json, text, Store};
+
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A fresh store directory, removed when the test ends.
-struct Store(PathBuf);
-
-impl Store {
-    fn new(name: &str) -> Store {
-        let dir =
-            std::env::temp_dir().join(format!("faultline-postgres-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Store(dir)
-    }
-
-    fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-
-    fn latest(&self) -> PathBuf {
-        std::fs::canonicalize(self.0.join("latest")).expect("store/latest")
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
 
 /// One `faultline test --target postgres` run; returns its output and run directory.
 fn run(store: &Store, workload: &str, isolation: &str, extra: &[&str]) -> (Output, PathBuf) {
@@ -150,7 +106,7 @@ fn faults(run: &Path) -> BTreeSet<String> {
 
 #[test]
 fn repeatable_read_lets_write_skew_through_and_serializable_does_not() {
-    let store = Store::new("skew");
+    let store = Store::new("postgres", "skew");
     // rw-register's shape is write skew's: three keys, transactions that read two of them
     // and write one.
     let (out, dir) = run(
@@ -212,7 +168,7 @@ fn repeatable_read_lets_write_skew_through_and_serializable_does_not() {
 
 #[test]
 fn the_bank_keeps_its_total_unless_reads_are_only_committed() {
-    let store = Store::new("bank");
+    let store = Store::new("postgres", "bank");
     for isolation in ["serializable", "repeatable-read"] {
         let (out, dir) = run(
             &store,

@@ -4,14 +4,10 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
+mod run_support;
+use run_support::{faultline, read_json, text};
 
 /// A fresh store directory for one test.
 fn store(name: &str) -> PathBuf {
@@ -25,20 +21,6 @@ fn test_run(store: &Path, args: &[&str]) -> Output {
     let mut all = vec!["test", "--store", store.to_str().unwrap()];
     all.extend_from_slice(args);
     faultline(&all)
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 fn history(run: &Path) -> Vec<Value> {
