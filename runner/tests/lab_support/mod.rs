@@ -3,23 +3,9 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
-use std::process::{Command, Output};
-
-pub fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-pub fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+#[path = "../run_support/mod.rs"]
+mod run_support;
+pub use run_support::{faultline, text};
 
 /// Labs need root; without it these tests say why and pass.
 pub fn root() -> bool {

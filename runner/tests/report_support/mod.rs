@@ -17,21 +17,9 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Bound on one browser run (it starts in about a second).
 const BROWSER_TIMEOUT_S: &str = "120";
 
-pub fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("faultline runs")
-}
-
-pub fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+#[path = "../run_support/mod.rs"]
+mod run_support;
+pub use run_support::{faultline, text};
 
 /// A fresh directory for one test, removed when dropped (also when the test fails).
 pub struct TempDir(pub PathBuf);
