@@ -1095,16 +1095,31 @@ impl Drop for Lease {
     }
 }
 
+/// Takes down lab `name`, brought up for this run, once.
+///
+/// One take-down at a time, and the lab leaves the registry only once it is down: a second
+/// Ctrl-C that arrives while the run's own teardown is taking the lab down waits for it to
+/// finish before the process exits, instead of finding the registry empty and exiting halfway.
 fn take_down(name: &str) {
-    let mut registry = temporary_labs()
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    registry.retain(|n| n != name);
-    drop(registry);
+    let registered = temporary_labs()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .contains(&name.to_string());
+    if !registered {
+        return; // Taken down already, while this one waited.
+    }
     match down(name) {
         Ok(_) => eprintln!("faultline: lab {name} (brought up for this run) is down"),
         Err(e) => eprintln!("faultline: taking lab {name} down: {e}"),
     }
+    temporary_labs()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .retain(|n| n != name);
 }
 
 /// Takes down every lab brought up for this run (for exits that skip destructors).

@@ -588,6 +588,8 @@ fn lab_commands_without_root_are_refused_clearly() {
 fn interrupted_lab_run(name: &str, interrupts: usize) -> Option<i32> {
     let store = std::env::temp_dir().join(format!("faultline-lab-store-{name}-{interrupts}"));
     let _ = std::fs::remove_dir_all(&store);
+    let stderr_path =
+        std::env::temp_dir().join(format!("faultline-lab-stderr-{name}-{interrupts}"));
     let mut run = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
             "test",
@@ -600,7 +602,9 @@ fn interrupted_lab_run(name: &str, interrupts: usize) -> Option<i32> {
         ])
         .args(["--time-limit", "60", "--store", store.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(&stderr_path).expect("stderr file"),
+        ))
         .spawn()
         .unwrap();
     let history = store.join("latest/history.jsonl");
@@ -615,9 +619,16 @@ fn interrupted_lab_run(name: &str, interrupts: usize) -> Option<i32> {
             .status()
             .unwrap();
         assert!(sent.success());
-        // Long enough for the first to be handled (two pending SIGINTs would merge into
-        // one), short next to the heal over SSH that follows it.
-        std::thread::sleep(Duration::from_millis(20));
+        // The next one only once this one was handled: two pending SIGINTs would merge into
+        // one (a fixed sleep was too short on a loaded machine).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&stderr_path)
+            .unwrap_or_default()
+            .contains("interrupted;")
+        {
+            assert!(Instant::now() < deadline, "the interrupt was never handled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -631,6 +642,7 @@ fn interrupted_lab_run(name: &str, interrupts: usize) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     };
     let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_file(&stderr_path);
     status.code()
 }
 
