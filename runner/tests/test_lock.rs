@@ -220,7 +220,8 @@ fn fenced_lock_under_faults(target: &str, nemesis: &str, seed: &str, expected: &
 
 /// [`fenced_lock_under_faults`] with more arguments.
 fn fenced_lock_with(target: &str, extra: &[&str], nemesis: &str, seed: &str, expected: &[&str]) {
-    let store = Store::new("lock", target);
+    // Its own directory per target and arguments: tests of one target run in parallel.
+    let store = Store::new("lock", &format!("{target}{}", extra.concat()));
     let mut args = vec![
         "--target",
         target,
