@@ -461,6 +461,36 @@ impl<M: Model> Search<M> {
             .all(|&(class, n)| n <= self.used_count(class, bump))
     }
 
+    /// Records the configuration `key` with the current usage (plus `bump`) in the memo and
+    /// returns the bytes that took, or `None` when an explored configuration covers it.
+    fn remember(
+        &self,
+        cache: &mut Memo<M::State>,
+        key: (u128, M::State),
+        bump: Option<u32>,
+    ) -> Option<usize> {
+        match cache.entry(key) {
+            Entry::Vacant(slot) => {
+                let used = self.used(bump);
+                let bytes = used.len() * 8;
+                slot.insert(Explored {
+                    first: used,
+                    rest: Vec::new(),
+                });
+                Some(bytes)
+            }
+            Entry::Occupied(mut slot) => {
+                if slot.get().iter().any(|used| self.covers(used, bump)) {
+                    return None;
+                }
+                let used = self.used(bump);
+                let bytes = used.len() * 8 + 16;
+                slot.get_mut().add(used);
+                Some(bytes)
+            }
+        }
+    }
+
     /// The current usage (plus `bump`) as `(class, used)` pairs.
     fn used(&self, bump: Option<u32>) -> Used {
         if self.reusable_optional {
@@ -706,25 +736,8 @@ impl<M: Model> Search<M> {
                 "a read-only operation changed the state"
             );
             let key = (run.hash ^ self.zobrist[op as usize], run.state.clone());
-            let used_bytes = match run.cache.entry(key) {
-                Entry::Vacant(slot) => {
-                    let used = self.used(None);
-                    let bytes = used.len() * 8;
-                    slot.insert(Explored {
-                        first: used,
-                        rest: Vec::new(),
-                    });
-                    bytes
-                }
-                Entry::Occupied(mut slot) => {
-                    if slot.get().iter().any(|used| self.covers(used, None)) {
-                        return Greedy::Explored;
-                    }
-                    let used = self.used(None);
-                    let bytes = used.len() * 8 + 16;
-                    slot.get_mut().add(used);
-                    bytes
-                }
+            let Some(used_bytes) = self.remember(&mut run.cache, key, None) else {
+                return Greedy::Explored;
             };
             run.local_bytes +=
                 entry_bytes + used_bytes as u64 + model.state_heap_bytes(&run.state) as u64;
@@ -781,25 +794,8 @@ impl<M: Model> Search<M> {
             };
             for branch in from as usize..successors.len() {
                 let candidate = &successors[branch];
-                let used_bytes = match cache.entry((h, candidate.clone())) {
-                    Entry::Vacant(slot) => {
-                        let used = self.used(bump);
-                        let bytes = used.len() * 8;
-                        slot.insert(Explored {
-                            first: used,
-                            rest: Vec::new(),
-                        });
-                        bytes
-                    }
-                    Entry::Occupied(mut slot) => {
-                        if slot.get().iter().any(|used| self.covers(used, bump)) {
-                            continue;
-                        }
-                        let used = self.used(bump);
-                        let bytes = used.len() * 8 + 16;
-                        slot.get_mut().add(used);
-                        bytes
-                    }
+                let Some(used_bytes) = self.remember(cache, (h, candidate.clone()), bump) else {
+                    continue;
                 };
                 *local_bytes +=
                     entry_bytes + used_bytes as u64 + model.state_heap_bytes(candidate) as u64;
