@@ -82,6 +82,11 @@ pub struct NodeArgs {
     /// Per-request deadline; past it a write is answered 504 timeout (indefinite).
     #[arg(long, default_value_t = 2_000)]
     pub request_timeout_ms: u64,
+    /// At most this many log entries per AppendEntries message. 1 makes a new leader send
+    /// the entries a follower lacks one message at a time, ahead of its own no-op: the
+    /// interleaving of Raft's Figure 8 (`old-term-commit` needs it to show).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_append_entries: u64,
     /// Snapshot the state machine and compact the log every N applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
@@ -122,6 +127,7 @@ impl NodeArgs {
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,
             request_timeout_ms: self.request_timeout_ms,
+            max_append_entries: self.max_append_entries as usize,
             snapshot_every: self.snapshot_every,
             ..ServerConfig::new(
                 self.id,

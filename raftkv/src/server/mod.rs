@@ -24,7 +24,7 @@
 //! | `POST /kv/{key}/cas`, body `{"expected":E,"new":N}` | 200 | 409 `{"error":"compare-failed","definite":true,"current":V}`, and as PUT |
 //! | `DELETE /kv/{key}` | 200 | as PUT |
 //! | `POST /txn`, body `[["r","x",null],["w","y",1],["append","z",3]]` | 200 `{"ok":true,"value":[["r","x",V],...]}` | as PUT; 409 txn-aborted (snapshot-isolation-txn bug, definite) |
-//! | `GET /status` | 200 `{"ok":true,"id","term","leader","role","commit","applied",...,"wall_clock_ms"}` of this node | |
+//! | `GET /status` | 200 `{"ok":true,"id","term","leader","role","commit","applied","last_index","last_term",...,"wall_clock_ms"}` of this node | |
 //!
 //! Keys are the rest of the path, percent-decoded (`/kv/a%2Fb` is key `a/b`). Requests to a
 //! follower are **forwarded to the leader** over the peer link and the leader's answer is
@@ -101,6 +101,8 @@ pub struct ServerConfig {
     pub election_ticks: u32,
     pub heartbeat_ticks: u32,
     pub request_timeout_ms: u64,
+    /// At most this many entries per AppendEntries (at least 1).
+    pub max_append_entries: usize,
     /// Snapshot the state machine and compact the log every this many applied entries.
     pub snapshot_every: u64,
 }
@@ -125,6 +127,7 @@ impl ServerConfig {
             election_ticks: 15,
             heartbeat_ticks: 3,
             request_timeout_ms: 2_000,
+            max_append_entries: 64,
             snapshot_every: 10_000,
         }
     }
@@ -134,8 +137,16 @@ impl ServerConfig {
         if !self.peers.contains_key(&self.id) {
             return invalid(format!("--peers must include this node's id {}", self.id));
         }
-        if self.tick_ms == 0 || self.request_timeout_ms == 0 || self.snapshot_every == 0 {
-            return invalid("tick, request timeout and snapshot interval must be positive".into());
+        if self.tick_ms == 0
+            || self.request_timeout_ms == 0
+            || self.snapshot_every == 0
+            || self.max_append_entries == 0
+        {
+            return invalid(
+                "tick, request timeout, snapshot interval and entries per message must be \
+                 positive"
+                    .into(),
+            );
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return invalid(format!(
@@ -201,7 +212,7 @@ impl Server {
         let raft_config = Config {
             election_ticks: config.election_ticks,
             heartbeat_ticks: config.heartbeat_ticks,
-            max_entries_per_message: 64,
+            max_entries_per_message: config.max_append_entries,
             bugs: core_bugs,
             ..Config::new(id, members.clone())
         };

@@ -341,6 +341,7 @@ impl NodeLoop {
             "commit": self.raft.log().committed(),
             "applied": self.kv.applied_index(),
             "last_index": self.raft.log().last_index(),
+            "last_term": self.raft.log().last_term(),
             "snapshot_index": self.raft.log().snapshot().index,
             // This node's wall clock (ms since the epoch): how a harness sees the clock skew
             // it injects (libfaketime). Raft itself counts ticks and never reads it.
