@@ -62,6 +62,12 @@ pub trait Db: Send + Sync {
         None
     }
 
+    /// Each node's view of its replicated log, if this database is built on one (raftkv):
+    /// what faults aimed at a consensus protocol's steps wait for.
+    fn as_log_probe(&self) -> Option<&dyn LogProbe> {
+        None
+    }
+
     /// Per-node clock offsets, if this database's processes run on a clock the harness can
     /// move (libfaketime locally and in the lab, the system clock on VMs).
     fn as_clock(&self) -> Option<&dyn ClockSkew> {
@@ -128,6 +134,33 @@ pub trait Primary: Send + Sync {
         test: &'a Test,
         nodes: &'a [Node],
     ) -> BoxFuture<'a, Result<Vec<String>, HarnessError>>;
+}
+
+/// What one node of a replicated log (Raft and its kin) says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStatus {
+    /// The node's current term (epoch, ballot).
+    pub term: u64,
+    /// It believes it leads in `term`.
+    pub leader: bool,
+    /// The index and term of the last entry of its log.
+    pub last_index: u64,
+    pub last_term: u64,
+    /// The highest index it knows committed.
+    pub commit: u64,
+}
+
+/// Asking a node for its [`LogStatus`].
+///
+/// # Correctness
+/// `Ok(None)` when the node does not answer within a short bound (it is paused, down or cut
+/// off from the harness); an error only when the answer cannot be read.
+pub trait LogProbe: Send + Sync {
+    fn log_status<'a>(
+        &'a self,
+        test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<Option<LogStatus>, HarnessError>>;
 }
 
 /// Moving one node's clock.

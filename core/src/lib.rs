@@ -35,13 +35,13 @@ pub mod test;
 pub mod txn;
 
 pub use client::{Client, Completion, Invocation};
-pub use db::{ClockSkew, Db, Kill, Node, Pause, Primary};
+pub use db::{ClockSkew, Db, Kill, LogProbe, LogStatus, Node, Pause, Primary};
 pub use error::HistoryError;
 pub use future::BoxFuture;
 pub use harness_error::HarnessError;
 pub use history::{History, Op, OpType, Pair, Process};
 pub use import::{read_history_file, Format};
 pub use nemesis::Nemesis;
-pub use net::{Grudge, Impairment, Net};
+pub use net::{Grudge, Impairment, LinkDelays, Net};
 pub use remote::Remote;
 pub use test::{Limits, Test};

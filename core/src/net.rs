@@ -19,6 +19,10 @@ use crate::test::Test;
 /// each side in the other's set; a node absent from the map hears everyone.
 pub type Grudge = BTreeMap<String, BTreeSet<String>>;
 
+/// Extra one-way delay on single ordered links: `from -> (to -> ms)`. Traffic from `from` to
+/// `to` is held that long; the other direction is not touched.
+pub type LinkDelays = BTreeMap<String, BTreeMap<String, u64>>;
+
 /// Degraded links: applied to every link between two nodes of the test.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Impairment {
@@ -54,6 +58,26 @@ pub trait Net: Send + Sync {
     ) -> BoxFuture<'a, Result<(), HarnessError>>;
 
     fn heal<'a>(&'a self, test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>>;
+
+    /// Delays single ordered links ([`LinkDelays`]), replacing the link delays in force (an
+    /// empty map removes them); `heal` removes them too. A network that cannot delay one
+    /// link alone (iptables without netem) refuses a non-empty map.
+    fn delay_links<'a>(
+        &'a self,
+        _test: &'a Test,
+        delays: &'a LinkDelays,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async move {
+            if delays.values().all(|to| to.is_empty()) {
+                Ok(())
+            } else {
+                Err(HarnessError::Nemesis {
+                    f: "delay-links".into(),
+                    why: "this network cannot delay single links".into(),
+                })
+            }
+        })
+    }
 }
 
 /// A grudge that cuts every link between the two sides (both directions).

@@ -12,7 +12,10 @@
 //!   opened to `b` and those `b` opened to `a` alike. Cutting shuts down every open connection
 //!   on the link at once and closes new ones right after accepting them. A stream is never
 //!   forwarded in part after a cut (that would corrupt the receiver's framing): it ends.
-//! - **Latency.** Every forwarded chunk is held `latency_ms` before it is written on.
+//! - **Latency.** Every forwarded chunk is held `latency_ms` before it is written on; a link
+//!   delayed on its own ([`Net::delay_links`]) holds what `from` sends to `to` that much
+//!   longer (its answers, on `to`'s own link, are not touched). A cut drops what a delayed
+//!   link still holds: it was never delivered.
 //! - **Loss.** TCP never loses bytes, it retransmits them later; so a lost chunk is modelled
 //!   as a delayed one: with probability `loss` a chunk is held one retransmission timeout more
 //!   ([`RTO_MIN_MS`], doubling on each further loss of the same chunk up to [`RTO_MAX_MS`],
@@ -49,10 +52,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_core::net::{Grudge, Impairment, Net};
+use faultline_core::net::{Grudge, Impairment, LinkDelays, Net};
 use faultline_core::test::derive_seed;
 use faultline_core::{BoxFuture, HarnessError, Test};
 use rand::rngs::SmallRng;
@@ -119,6 +123,8 @@ struct Link {
     reserved: Option<std::net::TcpListener>,
     accept: Option<JoinHandle<()>>,
     state: Arc<Mutex<LinkState>>,
+    /// This link's own extra delay, `from -> to` only (ms).
+    delay_ms: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -236,6 +242,7 @@ impl FaultProxy {
                 reserved: Some(listener),
                 accept: None,
                 state: Arc::new(Mutex::new(LinkState::default())),
+                delay_ms: Arc::new(AtomicU64::new(0)),
             },
         );
         Ok(listen)
@@ -285,6 +292,7 @@ impl FaultProxy {
                 seed: derive_seed(self.seed, &format!("{from}->{to}")),
                 impairment: self.impairment.clone(),
                 state: link.state.clone(),
+                delay_ms: link.delay_ms.clone(),
             };
             link.accept = Some(tokio::spawn(accept_loop(listener, context)));
             tracing::debug!(from, to, listen = %link.listen, target = %link.target, "proxy link up");
@@ -402,9 +410,43 @@ impl Net for FaultProxy {
         })
     }
 
+    fn delay_links<'a>(
+        &'a self,
+        _test: &'a Test,
+        delays: &'a LinkDelays,
+    ) -> BoxFuture<'a, Result<(), HarnessError>> {
+        Box::pin(async move {
+            let links = self.links.lock().expect("links lock");
+            for (from, to) in delays
+                .iter()
+                .flat_map(|(f, to)| to.keys().map(move |t| (f, t)))
+            {
+                if !links.contains_key(&(from.clone(), to.clone())) {
+                    return Err(proxy_error(
+                        "delay-links",
+                        format!("no link {from} -> {to} in this cluster"),
+                    ));
+                }
+            }
+            for ((from, to), link) in links.iter() {
+                let ms = delays
+                    .get(from)
+                    .and_then(|t| t.get(to))
+                    .copied()
+                    .unwrap_or(0);
+                link.delay_ms.store(ms, Ordering::Relaxed);
+            }
+            tracing::info!(?delays, "proxy: link delays");
+            Ok(())
+        })
+    }
+
     fn heal<'a>(&'a self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
             *self.impairment.lock().expect("impairment lock") = Impairment::default();
+            for link in self.links.lock().expect("links lock").values() {
+                link.delay_ms.store(0, Ordering::Relaxed);
+            }
             self.apply(&Grudge::new()).await;
             tracing::info!("proxy: healed");
             Ok(())
@@ -421,6 +463,7 @@ struct LinkContext {
     seed: u64,
     impairment: Arc<Mutex<Impairment>>,
     state: Arc<Mutex<LinkState>>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 async fn accept_loop(listener: TcpListener, context: LinkContext) {
@@ -449,6 +492,7 @@ async fn accept_loop(listener: TcpListener, context: LinkContext) {
             inbound,
             context.target,
             context.impairment.clone(),
+            context.delay_ms.clone(),
             seed,
         )));
     }
@@ -459,6 +503,7 @@ async fn forward(
     inbound: TcpStream,
     target: SocketAddr,
     impairment: Arc<Mutex<Impairment>>,
+    delay_ms: Arc<AtomicU64>,
     seed: u64,
 ) {
     let connect = tokio::time::timeout(
@@ -477,12 +522,14 @@ async fn forward(
         client_read,
         server_write,
         impairment.clone(),
+        Some(delay_ms),
         SmallRng::seed_from_u64(derive_seed(seed, "there")),
     );
     let back = pipe(
         server_read,
         client_write,
         impairment,
+        None,
         SmallRng::seed_from_u64(derive_seed(seed, "back")),
     );
     // An error on either side ends both (dropping all four halves closes both sockets).
@@ -496,6 +543,7 @@ async fn pipe(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     impairment: Arc<Mutex<Impairment>>,
+    link_delay_ms: Option<Arc<AtomicU64>>,
     mut rng: SmallRng,
 ) -> std::io::Result<()> {
     let (queue, mut chunks) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
@@ -509,7 +557,11 @@ async fn pipe(
             }
             let now = Instant::now();
             let impairment = *impairment.lock().expect("impairment lock");
-            let at = (now + chunk_delay(&impairment, &mut rng)).max(previous);
+            let extra = link_delay_ms
+                .as_ref()
+                .map_or(0, |d| d.load(Ordering::Relaxed));
+            let at = (now + chunk_delay(&impairment, &mut rng) + Duration::from_millis(extra))
+                .max(previous);
             previous = at;
             queue
                 .send((at, buffer[..n].to_vec()))
@@ -729,6 +781,55 @@ mod tests {
             let started = StdInstant::now();
             assert_eq!(round_trip(&mut stream, b"fast").await.unwrap(), b"fast");
             assert!(started.elapsed() < Duration::from_millis(150));
+            proxy.stop().await;
+        });
+    }
+
+    #[test]
+    fn a_link_delay_holds_one_direction_and_a_cut_drops_what_it_holds() {
+        runtime().block_on(async {
+            let test = Test::example("raftkv", "register", 4);
+            let echo = echo_server().await;
+            let proxy = two_nodes(4);
+            let via = proxy.add_link("n1", "n2", echo).unwrap();
+            proxy.add_link("n2", "n1", echo).unwrap();
+            proxy.start_from("n1").await.unwrap();
+            let mut stream = TcpStream::connect(via).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            assert_eq!(round_trip(&mut stream, b"warm").await.unwrap(), b"warm");
+            let delays = |from: &str, to: &str, ms: u64| {
+                LinkDelays::from([(from.to_string(), BTreeMap::from([(to.to_string(), ms)]))])
+            };
+            // Another link's delay does not touch this one.
+            proxy
+                .delay_links(&test, &delays("n2", "n1", 400))
+                .await
+                .unwrap();
+            let started = StdInstant::now();
+            assert_eq!(round_trip(&mut stream, b"fast").await.unwrap(), b"fast");
+            assert!(started.elapsed() < Duration::from_millis(400));
+            // n1 -> n2 held 300 ms, once per round trip (the answer is not delayed).
+            proxy
+                .delay_links(&test, &delays("n1", "n2", 300))
+                .await
+                .unwrap();
+            let started = StdInstant::now();
+            assert_eq!(round_trip(&mut stream, b"slow").await.unwrap(), b"slow");
+            assert!(started.elapsed() >= Duration::from_millis(300));
+            // A link that does not exist is refused.
+            let unknown = delays("n1", "n9", 10);
+            assert!(proxy.delay_links(&test, &unknown).await.is_err());
+            // Bytes still held when the link is cut are never delivered.
+            stream.write_all(b"lost").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            proxy
+                .partition(&test, &complete_grudge(&["n1"], &["n2"]))
+                .await
+                .unwrap();
+            let mut back = Vec::new();
+            let _ = stream.read_to_end(&mut back).await;
+            assert!(back.is_empty(), "{back:?}");
+            proxy.heal(&test).await.unwrap();
             proxy.stop().await;
         });
     }

@@ -76,8 +76,8 @@ use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{
-    BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, Net, Node, Pause,
-    Primary, Remote, Test,
+    BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, LogProbe,
+    LogStatus, Net, Node, Pause, Primary, Remote, Test,
 };
 
 use crate::daemon::{self, Daemon};
@@ -115,6 +115,22 @@ pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so
 const READY_POLL_MS: u64 = 50;
 /// How long one `/status` request may take.
 const STATUS_TIMEOUT_MS: u64 = 1_000;
+/// A node's log status is asked for while a fault waits on a step of the protocol: a paused
+/// node must not hold the wait up long.
+const LOG_STATUS_TIMEOUT_MS: u64 = 200;
+/// `raftkv-server` flags under the `figure-8` nemesis: one entry per AppendEntries (so a new
+/// leader ships the entries a follower lacks one message at a time, ahead of its no-op, as in
+/// Raft's Figure 8); a request timeout long enough for a write to stay pending at its leader
+/// across the fault's three elections; elections of 400-800 ms, longer than the delayed
+/// round trips the fault builds.
+pub const FIGURE_8_SERVER_FLAGS: [&str; 6] = [
+    "--max-append-entries",
+    "1",
+    "--request-timeout-ms",
+    "15000",
+    "--election-ticks",
+    "40",
+];
 /// How long a killed node's process may take to be reaped.
 const REAP_TIMEOUT_MS: u64 = 5_000;
 
@@ -183,6 +199,8 @@ pub struct RaftkvDb {
     bugs: Vec<String>,
     /// Nodes run under libfaketime (the clock nemesis is on).
     clock: bool,
+    /// Extra `raftkv-server` flags ([`FIGURE_8_SERVER_FLAGS`] under the `figure-8` nemesis).
+    server_flags: Vec<String>,
     /// How long setup waits for a node to know a leader.
     ready_timeout: Duration,
     mode: Mode,
@@ -236,6 +254,7 @@ impl RaftkvDb {
             program,
             bugs,
             clock: false,
+            server_flags: Vec::new(),
             ready_timeout: Duration::from_millis(READY_TIMEOUT_MS),
             mode: Mode::Local(LocalNodes {
                 data_dir,
@@ -294,6 +313,7 @@ impl RaftkvDb {
             names: hosts.keys().cloned().collect(),
             bugs,
             clock: false,
+            server_flags: Vec::new(),
             ready_timeout: Duration::from_millis(READY_TIMEOUT_MS),
             mode: Mode::Remote(RemoteNodes {
                 nodes,
@@ -308,6 +328,12 @@ impl RaftkvDb {
     /// Runs every node under libfaketime, so that [`Db::as_clock`] can move its clock.
     pub fn with_clock(mut self, clock: bool) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Starts every node with these extra `raftkv-server` flags.
+    pub fn with_server_flags(mut self, flags: &[&str]) -> Self {
+        self.server_flags = flags.iter().map(|f| f.to_string()).collect();
         self
     }
 
@@ -580,6 +606,7 @@ impl RaftkvDb {
         if !self.bugs.is_empty() {
             command.arg("--bug").arg(self.bugs.join(","));
         }
+        command.args(&self.server_flags);
         if self.clock {
             command.envs(faketime_env(&self.clock_path(node)));
         }
@@ -698,6 +725,7 @@ impl RaftkvDb {
         if !self.bugs.is_empty() {
             daemon = daemon.args(["--bug".to_string(), self.bugs.join(",")]);
         }
+        daemon = daemon.args(self.server_flags.clone());
         if self.clock {
             for (key, value) in faketime_env(&self.clock_path(node)) {
                 daemon = daemon.env(key, &value);
@@ -857,6 +885,10 @@ impl Db for RaftkvDb {
         Some(self)
     }
 
+    fn as_log_probe(&self) -> Option<&dyn LogProbe> {
+        Some(self)
+    }
+
     fn as_clock(&self) -> Option<&dyn ClockSkew> {
         if self.clock {
             Some(self)
@@ -975,6 +1007,39 @@ impl Primary for RaftkvDb {
     }
 }
 
+impl LogProbe for RaftkvDb {
+    fn log_status<'a>(
+        &'a self,
+        _test: &'a Test,
+        node: &'a Node,
+    ) -> BoxFuture<'a, Result<Option<LogStatus>, HarnessError>> {
+        Box::pin(async move {
+            let Some(addr) = self.client_addr(&node.name) else {
+                return Ok(None);
+            };
+            let Ok(status) = status_within(addr, LOG_STATUS_TIMEOUT_MS).await else {
+                return Ok(None);
+            };
+            let field = |name: &str| {
+                status[name].as_u64().ok_or_else(|| {
+                    db_error(
+                        &node.name,
+                        "status",
+                        format!("/status has no number {name}: {status}"),
+                    )
+                })
+            };
+            Ok(Some(LogStatus {
+                term: field("term")?,
+                leader: status["role"] == "leader",
+                last_index: field("last_index")?,
+                last_term: field("last_term")?,
+                commit: field("commit")?,
+            }))
+        })
+    }
+}
+
 impl ClockSkew for RaftkvDb {
     fn set_offset<'a>(
         &'a self,
@@ -1000,6 +1065,11 @@ impl ClockSkew for RaftkvDb {
 
 /// `GET /status` of the node at `addr`, bounded by a second.
 pub async fn status(addr: SocketAddr) -> Result<Value, String> {
+    status_within(addr, STATUS_TIMEOUT_MS).await
+}
+
+/// [`status`] bounded by `timeout_ms`.
+async fn status_within(addr: SocketAddr, timeout_ms: u64) -> Result<Value, String> {
     let ask = async {
         let mut connection = Connection::connect(addr)
             .await
@@ -1013,7 +1083,7 @@ pub async fn status(addr: SocketAddr) -> Result<Value, String> {
         }
         Ok(response.body)
     };
-    tokio::time::timeout(Duration::from_millis(STATUS_TIMEOUT_MS), ask)
+    tokio::time::timeout(Duration::from_millis(timeout_ms), ask)
         .await
         .unwrap_or_else(|_| Err("/status timed out".into()))
 }
@@ -1478,6 +1548,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
             .map_err(|e| bad("program", format!("cannot find this executable: {e}")))?,
     };
     let clock = test.nemesis.iter().any(|n| n == "clock");
+    let figure_8 = test.nemesis.iter().any(|n| n == "figure-8");
+    if figure_8 && !test.addresses.is_empty() {
+        return Err(bad(
+            "nemesis figure-8",
+            "needs local nodes: it delays single peer links, which only the local fault \
+             proxy can do (iptables hosts have no netem)"
+                .into(),
+        ));
+    }
     let db = if test.addresses.is_empty() {
         if clock && !Path::new(LIBFAKETIME).exists() {
             return Err(bad(
@@ -1552,7 +1631,12 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         )
         .map_err(|why| bad("addresses", why))?
     };
-    let db = std::sync::Arc::new(db.with_clock(clock));
+    let flags: &[&str] = if figure_8 {
+        &FIGURE_8_SERVER_FLAGS
+    } else {
+        &[]
+    };
+    let db = std::sync::Arc::new(db.with_clock(clock).with_server_flags(flags));
     Ok(Target {
         db: db.clone(),
         client: std::sync::Arc::new(RaftkvClient::with_mode(db.clone(), client_mode)),
