@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_core::{Grudge, Impairment};
+use faultline_core::{Grudge, Impairment, LinkDelays};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -47,6 +47,15 @@ pub enum Topology {
         candidates: [String; 2],
         voter: String,
     },
+    /// One stage of the `figure-8` fault (Raft's Figure 8, see
+    /// [`crate::schedule::Election::Figure8`]): only the links it needs are open, and some
+    /// of them are delayed one way (`delays_ms`: from -> to -> ms).
+    #[serde(rename = "figure-8")]
+    Figure8 {
+        stage: String,
+        #[serde(default, skip_serializing_if = "LinkDelays::is_empty")]
+        delays_ms: LinkDelays,
+    },
 }
 
 impl Topology {
@@ -59,6 +68,7 @@ impl Topology {
             Topology::MajoritiesRing => "majorities-ring",
             Topology::Bridge { .. } => "bridge",
             Topology::RestartVoter { .. } => "restart-voter",
+            Topology::Figure8 { .. } => "figure-8",
         }
     }
 }
@@ -243,6 +253,7 @@ impl Action {
                 }
                 Topology::Bridge { bridge } => format!("partition bridge {bridge}"),
                 Topology::RestartVoter { stage, .. } => format!("partition restart-voter {stage}"),
+                Topology::Figure8 { stage, .. } => format!("partition figure-8 {stage}"),
                 other => format!("partition {}", other.name()),
             },
             Action::StartLoss(i) => match (i.loss > 0.0, i.latency_ms > 0) {
@@ -316,6 +327,16 @@ mod tests {
             Action::StartPartition(Partition {
                 topology: Topology::MajoritiesRing,
                 grudge: Grudge::new(),
+            }),
+            Action::StartPartition(Partition {
+                topology: Topology::Figure8 {
+                    stage: "elect".into(),
+                    delays_ms: LinkDelays::from([(
+                        "n5".to_string(),
+                        BTreeMap::from([("n1".to_string(), 150), ("n3".to_string(), 150)]),
+                    )]),
+                },
+                grudge: faultline_core::net::complete_grudge(&["n1"], &["n2"]),
             }),
             Action::StartLoss(Impairment {
                 loss: 0.4,

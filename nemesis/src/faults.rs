@@ -13,6 +13,7 @@ use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Target, Targets, Topology};
 use crate::partition;
 use crate::schedule::{Election, Kind, Plan, RestartVoterRoles, Schedule, Timing};
+use faultline_core::{LinkDelays, LogStatus};
 
 /// Starting a killed node, as an action.
 fn start_node(node: &str) -> Action {
@@ -20,6 +21,9 @@ fn start_node(node: &str) -> Action {
         nodes: vec![node.to_string()],
     })
 }
+
+/// What a `figure-8` step waits for in a node's log status.
+type StatusTest = Box<dyn Fn(&LogStatus) -> bool + Send>;
 
 /// How long the nemesis waits for the nodes to say who leads before it treats the leader as
 /// unknown (a paused or cut-off node may not answer at all).
@@ -152,10 +156,14 @@ impl Faults {
         let given_net = self.net.clone();
         let net = given_net.as_deref().or_else(|| db.as_net());
         match action {
-            Action::StartPartition(Partition { grudge, .. }) => {
+            Action::StartPartition(Partition { grudge, topology }) => {
                 let net = net.ok_or_else(|| missing("network to cut"))?;
                 self.net_faulted = true;
                 net.partition(test, grudge).await?;
+                // The figure-8 stages set their own link delays (none: removed).
+                if let Topology::Figure8 { delays_ms, .. } = topology {
+                    net.delay_links(test, delays_ms).await?;
+                }
             }
             Action::StartLoss(impairment) => {
                 if !(0.0..=1.0).contains(&impairment.loss) {
@@ -484,7 +492,263 @@ impl Faults {
                 self.run_restart_voter(test, recorder, stop, order, pick, hold_ms, phase_end)
                     .await
             }
+            Election::Figure8 { order, pick } => {
+                self.run_figure_8(test, recorder, stop, order, pick, phase_end)
+                    .await
+            }
         }
+    }
+
+    /// Runs [`Election::Figure8`]. Each stage is recorded as it takes effect; a step that
+    /// does not come within [`figure_8_ms::STEP`] (or the end of the main phase, or `stop`)
+    /// ends the fault early. On every way out the paused nodes are resumed and the network
+    /// healed (link delays included).
+    async fn run_figure_8(
+        &mut self,
+        test: &Test,
+        recorder: &NemesisRecorder,
+        stop: &Stop,
+        order: Vec<String>,
+        pick: u64,
+        phase_end: Instant,
+    ) -> Result<(), HarnessError> {
+        let outcome = self
+            .figure_8_steps(test, recorder, stop, order, pick, phase_end)
+            .await;
+        let paused: Vec<String> = self.paused.iter().cloned().collect();
+        if !paused.is_empty() {
+            self.apply_recorded(test, recorder, &Action::Resume(Nodes { nodes: paused }))
+                .await?;
+        }
+        let heal = Action::StopPartition(Topology::Figure8 {
+            stage: "heal".to_string(),
+            delays_ms: LinkDelays::new(),
+        });
+        self.apply_recorded(test, recorder, &heal).await?;
+        match outcome? {
+            Ok(()) => tracing::info!("figure-8: every step taken"),
+            Err(why) => {
+                tracing::info!("figure-8: ended early: {why}");
+                self.set_current(Some(format!("figure-8 ended early: {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The steps of [`Election::Figure8`]; `Ok(Err(why))` when a step did not come.
+    async fn figure_8_steps(
+        &mut self,
+        test: &Test,
+        recorder: &NemesisRecorder,
+        stop: &Stop,
+        order: Vec<String>,
+        pick: u64,
+        phase_end: Instant,
+    ) -> Result<Result<(), String>, HarnessError> {
+        use crate::schedule::figure_8_ms as ms;
+        let db = self.db.clone();
+        let probe = db
+            .as_log_probe()
+            .ok_or_else(|| nemesis_error("figure-8", "the target reports no log status"))?;
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        // Start from a cluster whose followers have caught up (an earlier fault leaves logs
+        // to repair, one entry per message): else the roles below meet logs far behind.
+        self.set_current(Some("figure-8: waiting for the logs to converge".into()));
+        let converge_by = (Instant::now() + Duration::from_millis(ms::CONVERGE)).min(phase_end);
+        loop {
+            let mut logs = Vec::new();
+            for node in &self.nodes {
+                if let Some(status) = probe.log_status(test, node).await? {
+                    logs.push((status.last_term, status.last_index));
+                }
+            }
+            // Every log holds an entry of the newest term (the leader's no-op at least), so
+            // no follower is left with a suffix to repair, and they are close to each other.
+            let newest = logs.iter().map(|(term, _)| *term).max().unwrap_or(0);
+            let lasts: Vec<u64> = logs.iter().map(|(_, last)| *last).collect();
+            let spread = lasts
+                .iter()
+                .max()
+                .zip(lasts.iter().min())
+                .map(|(x, n)| x - n);
+            if logs.len() == self.nodes.len()
+                && logs.iter().all(|(term, _)| *term == newest)
+                && spread.is_some_and(|s| s <= ms::CONVERGED)
+            {
+                break;
+            }
+            if stop.is_stopped() || Instant::now() >= converge_by {
+                return Ok(Err(format!(
+                    "the logs did not converge: (last term, last index) {logs:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(ms::POLL * 5)).await;
+        }
+        let Some(a) = self.leader(test, pick).await? else {
+            return Ok(Err("no node leads".into()));
+        };
+        let others: Vec<String> = order.into_iter().filter(|n| *n != a).collect();
+        let b = others[0].clone();
+        let stage = |stage: &str, links: &[(&String, &String)], delays: &[(&String, &String)]| {
+            let mut delays_ms = LinkDelays::new();
+            for (from, to) in delays {
+                delays_ms
+                    .entry(from.to_string())
+                    .or_default()
+                    .insert(to.to_string(), ms::DELAY);
+            }
+            Action::StartPartition(Partition {
+                topology: Topology::Figure8 {
+                    stage: stage.to_string(),
+                    delays_ms,
+                },
+                grudge: RestartVoterRoles::only(&names, links),
+            })
+        };
+        let role = |node: &String| Targets {
+            target: Target::Role,
+            nodes: vec![node.clone()],
+        };
+        let resume = |node: &String| {
+            Action::Resume(Nodes {
+                nodes: vec![node.clone()],
+            })
+        };
+        // Waits until `node` reports a status that `done` accepts; its last answer, or why not.
+        let all_nodes = self.nodes.clone();
+        let awaited = |node: String, what: &'static str, done: StatusTest| {
+            let all_nodes = &all_nodes;
+            async move {
+                let deadline = (Instant::now() + Duration::from_millis(ms::STEP)).min(phase_end);
+                let node_ref = all_nodes
+                    .iter()
+                    .find(|n| n.name == node)
+                    .ok_or_else(|| nemesis_error("figure-8", format!("no node {node}")))?;
+                loop {
+                    if let Some(status) = probe.log_status(test, node_ref).await? {
+                        if done(&status) {
+                            return Ok(Ok(status));
+                        }
+                    }
+                    if stop.is_stopped() || Instant::now() >= deadline {
+                        return Ok(Err(format!("{node} did not {what}")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(ms::POLL)).await;
+                }
+            }
+        };
+        self.set_current(Some(format!("figure-8: leader {a}, its partner {b}")));
+        // 1-2. A and B alone, then A paused with its writes pending.
+        self.apply_recorded(test, recorder, &stage("pair", &[(&a, &b)], &[]))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(ms::PAIR)).await;
+        self.apply_recorded(test, recorder, &Action::Pause(role(&a)))
+            .await?;
+        let mut logs = Vec::new();
+        for node in &others {
+            let status = probe.log_status(test, self.node("figure-8", node)?).await?;
+            logs.push((node.clone(), status));
+        }
+        let Some(b_log) = logs[0].1 else {
+            return Ok(Err(format!("{b} did not answer")));
+        };
+        // 3. E: the longest log of the other three, so that both others vote for it.
+        let mut rest: Vec<(String, LogStatus)> = Vec::new();
+        for (node, status) in logs.into_iter().skip(1) {
+            match status {
+                Some(status) => rest.push((node, status)),
+                None => return Ok(Err(format!("{node} did not answer"))),
+            }
+        }
+        rest.sort_by_key(|(_, s)| (s.last_term, s.last_index));
+        let (e, e_before) = rest.pop().expect("three others");
+        let (c, d) = (rest[1].0.clone(), rest[0].0.clone());
+        tracing::info!(
+            %a, %b, %c, %d, %e,
+            a_last = b_log.last_index,
+            e_last = e_before.last_index,
+            "figure-8: roles"
+        );
+        self.set_current(Some(format!("figure-8: {a} paused, {e} campaigns")));
+        self.apply_recorded(
+            test,
+            recorder,
+            &stage("elect", &[(&e, &c), (&e, &d)], &[(&e, &c), (&e, &d)]),
+        )
+        .await?;
+        let term_a = b_log.term;
+        let e_led = match awaited(
+            e.clone(),
+            "win an election",
+            Box::new(move |s| s.leader && s.term > term_a),
+        )
+        .await?
+        {
+            Ok(status) => status,
+            Err(why) => return Ok(Err(why)),
+        };
+        // E's first AppendEntries is still in the delayed link: cut it off, then pause it.
+        self.apply_recorded(
+            test,
+            recorder,
+            &stage("reelect", &[(&a, &b), (&a, &c)], &[(&a, &c)]),
+        )
+        .await?;
+        self.apply_recorded(test, recorder, &Action::Pause(role(&e)))
+            .await?;
+        let diverges_at = e_led.last_index;
+        // 4. A again, shipping one entry per message to C.
+        self.set_current(Some(format!("figure-8: {a} campaigns again")));
+        self.apply_recorded(test, recorder, &resume(&a)).await?;
+        let term_e = e_led.term;
+        let a_won = match awaited(
+            a.clone(),
+            "win again",
+            Box::new(move |s| s.leader && s.term > term_e),
+        )
+        .await?
+        {
+            Ok(status) => status,
+            Err(why) => return Ok(Err(why)),
+        };
+        // Every entry of A's old term, up to the no-op it just appended (the more writes
+        // there, the more a wrong commit loses, and the likelier a read shows it), and at
+        // least the first past E's log.
+        let old_entries_end = diverges_at.max(a_won.last_index.saturating_sub(1));
+        if let Err(why) = awaited(
+            c.clone(),
+            "receive the leader's old entries",
+            Box::new(move |s| s.last_index >= old_entries_end),
+        )
+        .await?
+        {
+            return Ok(Err(why));
+        }
+        tokio::time::sleep(Duration::from_millis(ms::ACK)).await;
+        self.apply_recorded(test, recorder, &stage("cut", &[(&a, &b)], &[]))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(ms::SETTLE)).await;
+        // 5. E again, over C and D.
+        self.set_current(Some(format!("figure-8: {e} overwrites")));
+        self.apply_recorded(
+            test,
+            recorder,
+            &stage("overwrite", &[(&e, &c), (&e, &d)], &[]),
+        )
+        .await?;
+        self.apply_recorded(test, recorder, &resume(&e)).await?;
+        let term_now = term_e + 1;
+        if let Err(why) = awaited(
+            e.clone(),
+            "win over the old entries",
+            Box::new(move |s| s.leader && s.term > term_now),
+        )
+        .await?
+        {
+            return Ok(Err(why));
+        }
+        tokio::time::sleep(Duration::from_millis(ms::SETTLE)).await;
+        Ok(Ok(()))
     }
 
     /// Runs [`Election::RestartVoter`]: its steps in order, each recorded once it took

@@ -56,7 +56,7 @@ pub use faults::{Faults, PRIMARY_TIMEOUT_MS};
 pub use schedule::{Kind, RestartVoterRoles, Timing};
 
 /// Every fault kind `--nemesis` names.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "partition",
     "pause",
     "kill",
@@ -64,10 +64,11 @@ pub const NAMES: [&str; 8] = [
     "loss",
     "election",
     "restart-voter",
+    "figure-8",
     "none",
 ];
 /// The fault kinds that can run (given a target with the capability each needs).
-pub const AVAILABLE: [&str; 8] = NAMES;
+pub const AVAILABLE: [&str; 9] = NAMES;
 
 /// Why a nemesis cannot be built (a bad argument).
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,12 @@ pub fn build(
                     && db.as_kill().is_some(),
                 "a network to cut (a fault proxy or iptables), processes that can be paused \
                  (SIGSTOP) and nodes that can be killed: it steers an election with all three",
+            ),
+            Kind::Figure8 => (
+                db.as_net().is_some() && db.as_pause().is_some() && db.as_log_probe().is_some(),
+                "a target on a replicated log that reports each node's log (raftkv), run as \
+                 local processes behind the fault proxy (it delays single links) whose \
+                 processes can be paused",
             ),
         };
         if !able {

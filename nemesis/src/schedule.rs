@@ -33,6 +33,9 @@ pub enum Kind {
     /// An election contested by two candidates in one term, with a voter killed and restarted
     /// between their requests ([`Election::RestartVoter`]).
     RestartVoter,
+    /// Raft's Figure 8: an entry of an old term replicated to a majority by a later leader,
+    /// then overwritten ([`Election::Figure8`]).
+    Figure8,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Clock => "clock",
             Kind::Election => "election",
             Kind::RestartVoter => "restart-voter",
+            Kind::Figure8 => "figure-8",
         }
     }
 
@@ -57,6 +61,7 @@ impl Kind {
             Kind::Clock,
             Kind::Election,
             Kind::RestartVoter,
+            Kind::Figure8,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)
@@ -71,6 +76,7 @@ impl Kind {
             Kind::Partition | Kind::Loss => nodes >= 2,
             Kind::Election => nodes >= 3,
             Kind::RestartVoter => nodes >= 5 && nodes % 2 == 1,
+            Kind::Figure8 => nodes == 5,
             Kind::Pause | Kind::Kill | Kind::Clock => nodes >= 1,
         }
     }
@@ -198,6 +204,49 @@ pub enum Election {
         pick: u64,
         hold_ms: u64,
     },
+    /// Raft's Figure 8 on five nodes, built step by step (timings in [`figure_8_ms`]). The
+    /// leader A (resolved at run time; `order` gives the others, B first) and:
+    ///
+    /// 1. `pair`: only A and B talk: A appends the writes it takes now on A and B alone;
+    /// 2. A is paused (still leader, its clients' writes pending);
+    /// 3. `elect`: E (of the other three, the one with the longest log) reaches C and D, its
+    ///    own messages delayed [`figure_8_ms::DELAY`]: E is elected; the moment it leads,
+    ///    `reelect` cuts it off (its first AppendEntries, with the no-op of its term that
+    ///    conflicts with A's writes, still in the delay) and E is paused;
+    /// 4. `reelect`: A resumed reaches B, and C through a delayed link: A is elected again
+    ///    and sends C what it lacks one entry per message (the server's flag); the moment C
+    ///    holds every entry before A's new no-op, `cut` leaves only A and B talking. A
+    ///    majority (A, B, C) now stores A's writes of its old term, but not its new no-op;
+    /// 5. `overwrite`: E resumed reaches C and D, whose logs end in an older term than E's:
+    ///    E is elected and overwrites C from its no-op on; the heal then overwrites A and B.
+    ///
+    /// A correct leader never commits an entry of an earlier term by counting replicas
+    /// (§5.4.2), so A's writes stay pending and end `info`. One that does (raftkv's
+    /// `old-term-commit`) acknowledges them in step 4 and loses them in step 5.
+    Figure8 { order: Vec<String>, pick: u64 },
+}
+
+/// The pace of a `figure-8` fault ([`Election::Figure8`]), in ms, for raftkv run with
+/// `FIGURE_8_SERVER_FLAGS` (10 ms ticks, elections after 400-800 ms).
+pub mod figure_8_ms {
+    /// Before the first step, the longest wait for every node's log to come within
+    /// [`CONVERGED`] entries of the others (followers repairing their logs after an earlier
+    /// fault); past it, the fault is skipped.
+    pub const CONVERGE: u64 = 10_000;
+    /// How far apart (in entries) the nodes' last indexes may be when the fault starts.
+    pub const CONVERGED: u64 = 10;
+    /// A and B alone: A takes writes, shorter than an election timeout (check-quorum).
+    pub const PAIR: u64 = 300;
+    /// The one-way delay of the links a candidate's messages must not outrun the nemesis on.
+    pub const DELAY: u64 = 150;
+    /// How often a node's log status is asked for while a step is awaited.
+    pub const POLL: u64 = 10;
+    /// The longest wait for one step (an election, an entry reaching C).
+    pub const STEP: u64 = 8_000;
+    /// After C stored the entry: its acknowledgement reaches A (an undelayed link).
+    pub const ACK: u64 = 30;
+    /// A applies and answers, E's overwrite settles, before the next stage.
+    pub const SETTLE: u64 = 500;
 }
 
 impl Election {
@@ -206,6 +255,7 @@ impl Election {
         match self {
             Election::PauseIsolatedLeader { .. } => "pause-isolated-leader",
             Election::RestartVoter { .. } => "restart-voter",
+            Election::Figure8 { .. } => "figure-8",
         }
     }
 }
@@ -248,7 +298,7 @@ impl RestartVoterRoles {
     }
 
     /// The grudge that leaves exactly `links` (unordered pairs) open among `nodes`.
-    fn only(nodes: &[String], links: &[(&String, &String)]) -> Grudge {
+    pub(crate) fn only(nodes: &[String], links: &[(&String, &String)]) -> Grudge {
         let open = |a: &String, b: &String| {
             links
                 .iter()
@@ -353,7 +403,12 @@ impl Schedule {
             .kinds
             .iter()
             .copied()
-            .filter(|k| !matches!(k, Kind::Clock | Kind::Election | Kind::RestartVoter))
+            .filter(|k| {
+                !matches!(
+                    k,
+                    Kind::Clock | Kind::Election | Kind::RestartVoter | Kind::Figure8
+                )
+            })
             .collect();
         let with = (kind == Kind::Clock && !others.is_empty()).then(|| {
             let other = others[self.rng.gen_range(0..others.len())];
@@ -375,6 +430,12 @@ impl Schedule {
             Kind::Pause => Plan::Apply(Action::Pause(self.targets())),
             Kind::Clock => Plan::Apply(self.clock(hold_ms)),
             Kind::Election => Plan::Election(self.election(hold_ms)),
+            Kind::Figure8 => {
+                let mut order = self.nodes.clone();
+                order.shuffle(&mut self.rng);
+                let pick = self.rng.gen();
+                Plan::Election(Election::Figure8 { order, pick })
+            }
             Kind::RestartVoter => {
                 let mut order = self.nodes.clone();
                 order.shuffle(&mut self.rng);

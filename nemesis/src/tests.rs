@@ -49,12 +49,13 @@ fn fast() -> Timing {
     }
 }
 
-/// Every kind but `restart-voter`, whose steps are not fault / undo pairs (it has tests of its
-/// own below).
+/// Every kind but `restart-voter` and `figure-8`, whose steps are not fault / undo pairs
+/// (`restart-voter` has tests of its own below; `figure-8` waits on a real log's steps and is
+/// tested against raftkv in runner/tests/test_raftkv.rs).
 fn all_faults(fake: &Arc<FakeDb>, n: usize) -> Faults {
     let names: Vec<&str> = NAMES
         .into_iter()
-        .filter(|name| *name != "restart-voter")
+        .filter(|name| !matches!(*name, "restart-voter" | "figure-8"))
         .collect();
     build(
         &strings(&names),
@@ -78,7 +79,16 @@ fn build_checks_names_and_capabilities() {
         panic!()
     };
     assert_eq!(name, "flood");
-    for kind in ["partition", "loss", "kill", "pause", "clock", "election"] {
+    for kind in [
+        "partition",
+        "loss",
+        "kill",
+        "pause",
+        "clock",
+        "election",
+        "restart-voter",
+        "figure-8",
+    ] {
         let Err(e) = build(&strings(&[kind]), noop.clone(), vec![], None) else {
             panic!("{kind} built on a db without capabilities")
         };
@@ -106,6 +116,17 @@ fn build_checks_names_and_capabilities() {
         panic!("election built on a db that cannot pause")
     };
     assert!(e.to_string().contains("paused"), "{e}");
+    // figure-8 waits on the nodes' logs: a db with its own network and pauses but no log
+    // status cannot take it.
+    let Err(e) = build(
+        &strings(&["figure-8"]),
+        Arc::new(FakeDb::with_own_net()),
+        nodes(5),
+        None,
+    ) else {
+        panic!("figure-8 built on a db that reports no log")
+    };
+    assert!(e.to_string().contains("replicated log"), "{e}");
     let own = Arc::new(FakeDb::with_own_net());
     let faults = all_faults(&own, 3);
     assert_eq!(
@@ -589,7 +610,9 @@ fn the_schedule_records_every_fault_and_its_undo_then_heals_and_recovers() {
                 Topology::Halves | Topology::MajoritiesRing => {
                     assert!(p.grudge.values().all(|dropped| dropped.len() <= 3));
                 }
-                Topology::RestartVoter { .. } => unreachable!("not asked for"),
+                Topology::RestartVoter { .. } | Topology::Figure8 { .. } => {
+                    unreachable!("not asked for")
+                }
             }
             if let Topology::IsolateLeader { leader, isolated } = &p.topology {
                 assert_eq!((leader.as_deref(), isolated.as_str()), (Some("n3"), "n3"));

@@ -135,8 +135,9 @@ pub struct TestArgs {
 
     /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
     /// aimed at leader changes, docs/nemesis.md), restart-voter (an election contested in
-    /// one term, its shared voter restarted between the two requests), none. Default: partition,pause,kill;
-    /// pause,kill for postgres; none for memory.
+    /// one term, its shared voter restarted between the two requests), figure-8 (raftkv, 5
+    /// local nodes: Raft's Figure 8 built step by step; raises --op-timeout-ms to 20000),
+    /// none. Default: partition,pause,kill; pause,kill for postgres; none for memory.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
 
@@ -549,6 +550,15 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
             _ => vec!["partition".into(), "pause".into(), "kill".into()],
         };
     }
+    if args.nemesis.iter().any(|n| n == "figure-8") && args.op_timeout_ms < FIGURE_8_OP_TIMEOUT_MS {
+        // Its writes stay pending at their leader across three elections (the servers'
+        // request timeout is 15 s under it): a client that gave up earlier would record
+        // `info` where a wrong store answers `ok`.
+        if args.op_timeout_ms != Limits::default().op_timeout_ms {
+            bail!("--nemesis figure-8 needs --op-timeout-ms of at least {FIGURE_8_OP_TIMEOUT_MS}");
+        }
+        args.op_timeout_ms = FIGURE_8_OP_TIMEOUT_MS;
+    }
     if args.clock.as_deref() == Some("system") && args.hosts.is_empty() {
         bail!(
             "--clock system needs --hosts: local nodes and lab hosts share this machine's \
@@ -589,6 +599,9 @@ fn validate(args: &mut TestArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The op timeout under the `figure-8` nemesis (longer than raftkv's request timeout there).
+const FIGURE_8_OP_TIMEOUT_MS: u64 = 20_000;
 
 /// Checks the flags that say where nodes run; returns the cluster to validate targets
 /// against (for a lab, a stand-in: the lab is not touched before every argument is good).
