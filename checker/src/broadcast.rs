@@ -267,7 +267,7 @@ fn check_log(key: Option<Value>, ops: &LogOps) -> LogResult {
                     vec![long.index, read.index],
                     format!(
                         "the reads at index {} and {} are not prefixes of one order: at \
-                         position {at} one read {} and the other {}",
+                         position {at} the first has message {} and the second message {}",
                         long.index, read.index, long.ids[at], read.ids[at]
                     ),
                 );

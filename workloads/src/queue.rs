@@ -186,8 +186,8 @@ pub fn promise(test: &Test) -> Result<Delivery, String> {
         }),
         None => delivery(&test.target).ok_or_else(|| {
             format!(
-                "the target {:?} states no delivery promise; give the workload option \
-                 {OPTION_DELIVERY} (exactly-once or at-least-once)",
+                "the target {:?} has no queue client (the queue workload runs on memory, \
+                 postgres, zookeeper and raftkv), so it states no delivery promise",
                 test.target
             )
         }),
@@ -260,7 +260,7 @@ mod tests {
                 }
                 CLAIM => {
                     self.claims += 1;
-                    let job = if self.deliver_twice && self.claims % 3 == 0 {
+                    let job = if self.deliver_twice && self.claims.is_multiple_of(3) {
                         self.ready.front().copied()
                     } else {
                         self.ready.pop_front()
@@ -380,7 +380,7 @@ mod tests {
         let mut test = Test::example("postgres", "queue", 1);
         assert_eq!(promise(&test), Ok(Delivery::AtLeastOnce));
         test.target = "etcd".into();
-        assert!(promise(&test).unwrap_err().contains("no delivery promise"));
+        assert!(promise(&test).unwrap_err().contains("no queue client"));
         test.workload_options
             .insert(OPTION_DELIVERY.into(), json!("exactly-once"));
         assert_eq!(promise(&test), Ok(Delivery::ExactlyOnce));
