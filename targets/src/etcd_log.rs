@@ -6,7 +6,7 @@
 //!   `ok` when it committed. etcd's revision is the order.
 //! - `read`: a range over `log/<name>/` sorted by `create_revision`, ascending: the ids in
 //!   revision order. Linearizable by default (`--read-mode serializable`: served by the member
-//!   alone, possibly a stale prefix).
+//!   alone, possibly a stale prefix; final reads stay linearizable).
 //!
 //! Design decision: the order is etcd's own (the revision at which each key was created), not
 //! a counter the clients keep, so what is tested is the order etcd's Raft log gives.
@@ -14,7 +14,7 @@
 use serde_json::{json, Value};
 use std::time::Instant;
 
-use faultline_core::broadcast::{self, APPEND, READ};
+use faultline_core::broadcast::{self, APPEND, FINAL, READ};
 use faultline_core::{Completion, Invocation};
 
 use crate::etcd::{base64_decode, base64_encode, Delivery, EtcdClient, ReadMode};
@@ -63,7 +63,8 @@ impl EtcdClient {
                     "range_end": base64_encode(&prefix_end(&prefix)),
                     "sort_order": "ASCEND",
                     "sort_target": "CREATE",
-                    "serializable": self.read_mode == ReadMode::Serializable,
+                    // Final reads are always linearizable: they judge what was lost.
+                    "serializable": self.read_mode == ReadMode::Serializable && op.value != FINAL,
                 });
                 match self.post("/v3/kv/range", &body, deadline).await {
                     Delivery::Reply(r) if r.status == 200 => {
