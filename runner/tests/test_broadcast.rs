@@ -92,6 +92,10 @@ fn memory_reordered_and_lost_appends_are_caught() {
     assert!(counts["divergent-reads"].as_u64().unwrap() > 0, "{counts}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("not prefixes of one order"), "{stdout}");
+    // The stored history checks the same offline.
+    let history = store.latest().join("history.jsonl");
+    let offline = faultline(&["check", "--model", "broadcast", &history.to_string_lossy()]);
+    assert_eq!(offline.status.code(), Some(1), "{}", text(&offline));
 
     let (out, results) = run(
         &store,

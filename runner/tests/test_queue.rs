@@ -91,6 +91,13 @@ fn memory_duplicate_deliveries_and_lost_jobs_are_caught() {
         "{counts}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("exactly-once promise"));
+    // The stored history checks the same offline, the promise read from the run's test.json.
+    let history = store.latest().join("history.jsonl");
+    let history = history.to_string_lossy();
+    let offline = faultline(&["check", "--model", "queue", &history]);
+    assert_eq!(offline.status.code(), Some(1), "{}", text(&offline));
+    let strict = faultline(&["check", "--model", "queue-exactly-once", &history]);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
 
     let (out, results) = run(
         &store,
