@@ -1263,11 +1263,57 @@ mod tests {
     }
 
     #[test]
+    fn logs_keep_append_order_and_reorder_append_breaks_it() {
+        let s = store(MemoryOptions::default());
+        for id in 0..5 {
+            s.log_append("log", json!(id)).unwrap();
+        }
+        assert_eq!(s.log_read("log"), Ok(json!([0, 1, 2, 3, 4])));
+        let s = store(MemoryOptions {
+            reorder_append: true,
+            reorder_one_in: 1,
+            ..MemoryOptions::default()
+        });
+        for id in 0..3 {
+            s.log_append("log", json!(id)).unwrap();
+        }
+        // Each append after the first goes before the last message.
+        assert_eq!(s.log_read("log"), Ok(json!([1, 2, 0])));
+    }
+
+    #[test]
+    fn a_claim_takes_the_oldest_job_and_only_its_claimant_completes_it() {
+        let s = store(MemoryOptions::default());
+        s.queue_enqueue("q", 1).unwrap();
+        s.queue_enqueue("q", 2).unwrap();
+        assert_eq!(s.queue_claim("q", 7), Ok(Some(1)));
+        assert_eq!(s.queue_complete("q", 1, 8), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_complete("q", 1, 7), Ok(()));
+        assert_eq!(s.queue_complete("q", 1, 7), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_claim("q", 8), Ok(Some(2)));
+        assert_eq!(s.queue_claim("q", 8), Ok(None));
+        let s = store(MemoryOptions {
+            duplicate_delivery: true,
+            duplicate_delivery_one_in: 1,
+            ..MemoryOptions::default()
+        });
+        s.queue_enqueue("q", 1).unwrap();
+        assert_eq!(s.queue_claim("q", 7), Ok(Some(1)));
+        assert_eq!(s.queue_claim("q", 8), Ok(Some(1)), "delivered twice");
+        assert_eq!(s.queue_complete("q", 1, 7), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_complete("q", 1, 8), Ok(()));
+    }
+
+    #[test]
     fn bugs_must_apply_to_the_workload() {
         for (workload, bug) in [
             ("register", "snapshot-isolation-txn"),
             ("list-append", "stale-read"),
             ("bank", "lost-write"),
+            ("broadcast", "duplicate-delivery"),
+            ("queue", "reorder-append"),
+            ("queue", "stale-read"),
+            ("register", "reorder-append"),
         ] {
             let mut test = Test::example("memory", workload, 1);
             test.bugs = vec![bug.into()];
@@ -1279,6 +1325,16 @@ mod tests {
         let mut test = Test::example("memory", "rw-register", 1);
         test.bugs = vec!["snapshot-isolation-txn".into()];
         assert!(target(&test).is_ok());
+        for (workload, bug) in [
+            ("broadcast", "reorder-append"),
+            ("log", "lost-write"),
+            ("queue", "duplicate-delivery"),
+            ("queue", "lost-write"),
+        ] {
+            let mut test = Test::example("memory", workload, 1);
+            test.bugs = vec![bug.into()];
+            assert!(target(&test).is_ok(), "{bug} on {workload}");
+        }
     }
 
     #[test]
