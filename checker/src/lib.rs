@@ -23,9 +23,11 @@
 //! kept for histories that are not histories (malformed pairing); a history the model cannot
 //! interpret is `unknown`, with the reason.
 
+pub mod broadcast;
 pub mod linearizability;
 pub mod lock;
 pub mod models;
+pub mod queue;
 pub mod set;
 pub mod txn;
 mod validity;

@@ -18,6 +18,7 @@
 //! queues and transactions alike, and a history a checker cannot read yields `unknown` with a
 //! reason instead of a panic.
 
+pub mod broadcast;
 pub mod client;
 pub mod db;
 pub mod edn;
@@ -30,6 +31,7 @@ pub mod jsonl;
 pub mod lock;
 pub mod nemesis;
 pub mod net;
+pub mod queue;
 pub mod remote;
 pub mod test;
 pub mod txn;

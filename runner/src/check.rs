@@ -13,13 +13,15 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{check_lock, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
+use crate::{check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// The model: register, cas-register, multi-register, mutex, set, fifo-queue,
     /// unordered-queue, string-kv; transactional: list-append, rw-register, bank; lock (leases
-    /// and fencing tokens: the lock workloads' histories). Default:
+    /// and fencing tokens: the lock workloads' histories); broadcast (total order broadcast);
+    /// queue (work queues; the delivery promise from the run's test.json),
+    /// queue-exactly-once, queue-at-least-once. Default:
     /// implied by the format, else guessed from the operations.
     #[arg(long)]
     model: Option<String>,
@@ -130,6 +132,27 @@ pub fn run(args: CheckArgs) -> ExitCode {
             time_limit: args.time_limit,
             json: args.json,
         });
+    }
+    if let Some(model) = args
+        .model
+        .as_deref()
+        .filter(|m| check_log::MODELS.contains(m))
+    {
+        if args.report.is_some() || args.consistency.is_some() || args.init.is_some() {
+            eprintln!(
+                "faultline check: --model {model} takes no --report, --consistency or --init"
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        return check_log::run(
+            model,
+            &check_lock::Inputs {
+                files: &args.files,
+                format: args.format,
+                time_limit: args.time_limit,
+                json: args.json,
+            },
+        );
     }
     // Transactional models, and causal register models, have their own checker.
     match check_txn::requested(args.model.as_deref(), args.consistency.as_deref()) {

@@ -7,6 +7,7 @@
 
 mod check;
 mod check_lock;
+mod check_log;
 mod check_txn;
 mod heal;
 mod lab;

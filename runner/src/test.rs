@@ -74,7 +74,8 @@ pub struct TestArgs {
     #[arg(long = "var", value_name = "NAME=VALUE", requires = "target_file")]
     vars: Vec<String>,
 
-    /// The workload: register, set, list-append, rw-register, bank, lock, fenced-lock.
+    /// The workload: register, set, list-append, rw-register, bank, lock, fenced-lock,
+    /// broadcast (alias log: total order broadcast), queue (work queues).
     #[arg(long, default_value = "register")]
     workload: String,
 

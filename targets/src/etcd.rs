@@ -574,6 +574,8 @@ pub enum ClientMode {
     Bank(Bank),
     /// The lock workloads (see [`crate::etcd_lock`]).
     Lock(LockSpec),
+    /// Total order broadcast (see [`crate::etcd_log`]).
+    Broadcast,
 }
 
 /// What became of one request.
@@ -590,7 +592,7 @@ pub(crate) enum Delivery {
 pub struct EtcdClient {
     db: Arc<EtcdDb>,
     mode: ClientMode,
-    read_mode: ReadMode,
+    pub(crate) read_mode: ReadMode,
     request_timeout: Duration,
     addr: Option<SocketAddr>,
     connection: Option<Connection>,
@@ -677,6 +679,7 @@ impl EtcdClient {
                 self.lock_key = api_key;
                 completion
             }
+            (ClientMode::Broadcast, _) => self.broadcast(op).await,
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -960,6 +963,7 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let mode = match test.workload.as_str() {
         "register" => ClientMode::Register,
         "list-append" | "rw-register" => ClientMode::Txn,
+        "broadcast" | "log" => ClientMode::Broadcast,
         "lock" | "fenced-lock" => {
             ClientMode::Lock(
                 LockSpec::from_test(test).map_err(|why| TargetError::BadOption {

@@ -36,6 +36,7 @@ pub mod custom;
 pub mod daemon;
 pub mod etcd;
 pub mod etcd_lock;
+pub mod etcd_log;
 pub mod etcd_txn;
 pub mod http;
 pub mod iptables;
@@ -47,10 +48,12 @@ pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
 pub mod raftkv_lock;
+pub mod raftkv_log;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
 pub mod zookeeper_lock;
+pub mod zookeeper_log;
 
 use std::sync::Arc;
 

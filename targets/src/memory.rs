@@ -14,9 +14,20 @@
 //! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
 //! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
 //!
-//! `stale-read` and `lost-write` apply to registers and sets; `snapshot-isolation-txn` to the
-//! transactional workloads; `double-grant` to the lock workloads (asking for a bug the workload
-//! cannot show is a bad argument).
+//! | `reorder-append` | one in `reorder_one_in` (default 5) broadcast appends goes before the log's last message | broadcast: two reads disagree about the order (not prefixes of one order), and an append acknowledged first comes second |
+//! | `duplicate-delivery` | one in `duplicate_delivery_one_in` (default 5) queue claims leaves its job in the queue | queue: a job delivered twice, a violation of the memory queue's exactly-once promise |
+//!
+//! `stale-read` applies to registers and sets; `lost-write` to registers, sets, broadcast
+//! appends and queue enqueues (acknowledged and dropped: lost); `snapshot-isolation-txn` to the
+//! transactional workloads; `double-grant` to the lock workloads; `reorder-append` to
+//! broadcast; `duplicate-delivery` to queues (asking for a bug the workload cannot show is a
+//! bad argument).
+//!
+//! Broadcast (`broadcast`, `log`; see [`faultline_core::broadcast`]): a log is a list of
+//! message ids. Queues (`queue`; see [`faultline_core::queue`]): ready jobs in enqueue order,
+//! claimed jobs with their claimant (one per opened client), done jobs; a claim takes the
+//! oldest ready job out of the queue (exactly-once), a complete succeeds only for the claimant
+//! in force.
 //!
 //! Locks (`lock`, `fenced-lock`; see [`faultline_core::lock`]): a lock holds its holder's token
 //! and lease end (on this process's monotonic clock), a counter of grants for tokens, and a
@@ -36,7 +47,7 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,17 +55,20 @@ use std::time::{Duration, Instant};
 
 use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
+use faultline_core::{broadcast, queue};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
 use crate::lock::{Grant, Holder, LockService};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 4] = [
+pub const BUGS: [&str; 6] = [
     "stale-read",
     "lost-write",
     "snapshot-isolation-txn",
     "double-grant",
+    "reorder-append",
+    "duplicate-delivery",
 ];
 /// The workloads whose operations are transactions.
 const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
@@ -62,6 +76,10 @@ const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
 pub const DEFAULT_SI_WINDOW_MS: u64 = 2;
 /// Default share of acquires of a held lock `double-grant` grants: one in this many.
 pub const DEFAULT_DOUBLE_GRANT_ONE_IN: u64 = 3;
+/// Default share of appends `reorder-append` puts before the log's last message.
+pub const DEFAULT_REORDER_ONE_IN: u64 = 5;
+/// Default share of claims `duplicate-delivery` leaves in the queue.
+pub const DEFAULT_DUPLICATE_DELIVERY_ONE_IN: u64 = 5;
 /// Default lag of the `stale-read` replica.
 pub const DEFAULT_REPLICA_LAG_MS: u64 = 20;
 /// Default share of writes `lost-write` drops: one in this many.
@@ -81,6 +99,12 @@ pub struct MemoryOptions {
     /// Acquires of a held lock are granted anyway, one in `double_grant_one_in`.
     pub double_grant: bool,
     pub double_grant_one_in: u64,
+    /// Broadcast: one append in `reorder_one_in` goes before the log's last message.
+    pub reorder_append: bool,
+    pub reorder_one_in: u64,
+    /// Queue: one claim in `duplicate_delivery_one_in` leaves its job in the queue.
+    pub duplicate_delivery: bool,
+    pub duplicate_delivery_one_in: u64,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -98,6 +122,10 @@ impl Default for MemoryOptions {
             lost_write_one_in: DEFAULT_LOST_WRITE_ONE_IN,
             double_grant: false,
             double_grant_one_in: DEFAULT_DOUBLE_GRANT_ONE_IN,
+            reorder_append: false,
+            reorder_one_in: DEFAULT_REORDER_ONE_IN,
+            duplicate_delivery: false,
+            duplicate_delivery_one_in: DEFAULT_DUPLICATE_DELIVERY_ONE_IN,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -117,6 +145,8 @@ impl MemoryOptions {
                 "lost-write" => options.lost_write = true,
                 "snapshot-isolation-txn" => options.snapshot_isolation_txn = true,
                 "double-grant" => options.double_grant = true,
+                "reorder-append" => options.reorder_append = true,
+                "duplicate-delivery" => options.duplicate_delivery = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -144,6 +174,10 @@ impl MemoryOptions {
                 "double_grant_one_in" => {
                     options.double_grant_one_in = number()?.max(1);
                 }
+                "reorder_one_in" => options.reorder_one_in = number()?.max(1),
+                "duplicate_delivery_one_in" => {
+                    options.duplicate_delivery_one_in = number()?.max(1);
+                }
                 // The runner gives every local target the run's node directory; the memory
                 // store keeps nothing on disk.
                 "data_dir" => {}
@@ -152,7 +186,8 @@ impl MemoryOptions {
                         target: "memory".into(),
                         option: name.clone(),
                         why: "unknown option; known: latency_ms, replica_lag_ms, \
-                              lost_write_one_in, si_window_ms, double_grant_one_in, data_dir"
+                              lost_write_one_in, si_window_ms, double_grant_one_in, \
+                              reorder_one_in, duplicate_delivery_one_in, data_dir"
                             .into(),
                     })
                 }
@@ -211,7 +246,18 @@ struct State {
     /// Transactions committed so far: the version a snapshot is taken at.
     commits: u64,
     locks: HashMap<String, LockCell>,
+    /// Broadcast logs: message ids in log order.
+    logs: HashMap<String, Vec<Value>>,
+    queues: HashMap<String, QueueCell>,
     rng: SmallRng,
+}
+
+/// A work queue: jobs ready in enqueue order, jobs claimed (by which claimant), jobs done.
+#[derive(Debug, Default)]
+struct QueueCell {
+    ready: std::collections::VecDeque<u64>,
+    claimed: HashMap<u64, u64>,
+    done: std::collections::HashSet<u64>,
 }
 
 /// A lock and the resource it protects.
@@ -251,6 +297,8 @@ pub enum StoreError {
     NotHeld,
     #[error("stale-token")]
     StaleToken,
+    #[error("not-claimed")]
+    NotClaimed,
     #[error("bad-request: {0}")]
     BadRequest(String),
 }
@@ -403,6 +451,8 @@ impl MemoryStore {
                 cells: HashMap::new(),
                 commits: 0,
                 locks: HashMap::new(),
+                logs: HashMap::new(),
+                queues: HashMap::new(),
                 rng,
             }),
         }
@@ -444,6 +494,81 @@ impl MemoryStore {
         state.cells.clear();
         state.commits = 0;
         state.locks.clear();
+        state.logs.clear();
+        state.queues.clear();
+    }
+
+    /// Appends message `id` to `log` (with `lost-write`, sometimes acknowledged and dropped;
+    /// with `reorder-append`, sometimes put before the last message).
+    pub fn log_append(&self, log: &str, id: Value) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        if self.drops(&mut state) {
+            return Ok(());
+        }
+        let reorder =
+            self.options.reorder_append && state.rng.gen_range(0..self.options.reorder_one_in) == 0;
+        let entries = state.logs.entry(log.to_string()).or_default();
+        match entries.len() {
+            n if reorder && n > 0 => entries.insert(n - 1, id),
+            _ => entries.push(id),
+        }
+        Ok(())
+    }
+
+    /// The whole log.
+    pub fn log_read(&self, log: &str) -> Result<Value, StoreError> {
+        let state = self.up()?;
+        Ok(Value::Array(
+            state.logs.get(log).cloned().unwrap_or_default(),
+        ))
+    }
+
+    /// Enqueues `job` (with `lost-write`, sometimes acknowledged and dropped).
+    pub fn queue_enqueue(&self, queue: &str, job: u64) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        if self.drops(&mut state) {
+            return Ok(());
+        }
+        state
+            .queues
+            .entry(queue.to_string())
+            .or_default()
+            .ready
+            .push_back(job);
+        Ok(())
+    }
+
+    /// Claims the oldest ready job for `claimant` (with `duplicate-delivery`, sometimes
+    /// leaving it ready too); `None` when no job is ready.
+    pub fn queue_claim(&self, queue: &str, claimant: u64) -> Result<Option<u64>, StoreError> {
+        let mut state = self.up()?;
+        let duplicate = self.options.duplicate_delivery
+            && state
+                .rng
+                .gen_range(0..self.options.duplicate_delivery_one_in)
+                == 0;
+        let cell = state.queues.entry(queue.to_string()).or_default();
+        let job = if duplicate {
+            cell.ready.front().copied()
+        } else {
+            cell.ready.pop_front()
+        };
+        if let Some(job) = job {
+            cell.claimed.insert(job, claimant);
+        }
+        Ok(job)
+    }
+
+    /// Completes `job` if `claimant`'s claim on it is in force.
+    pub fn queue_complete(&self, queue: &str, job: u64, claimant: u64) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        let cell = state.queues.entry(queue.to_string()).or_default();
+        if cell.claimed.get(&job) != Some(&claimant) {
+            return Err(StoreError::NotClaimed);
+        }
+        cell.claimed.remove(&job);
+        cell.done.insert(job);
+        Ok(())
     }
 
     /// Grants `lock` for `lease` if it is free or its lease has ended (or, with
@@ -626,7 +751,14 @@ pub enum Mode {
     Txn,
     Bank(Bank),
     Lock(LockSpec),
+    /// Total order broadcast (see [`faultline_core::broadcast`]).
+    Broadcast,
+    /// Work queues (see [`faultline_core::queue`]).
+    Queue,
 }
+
+/// Every memory client opened gets its own claimant id for queue claims.
+static NEXT_CLAIMANT: AtomicU64 = AtomicU64::new(1);
 
 /// The memory store as a lock service.
 struct MemoryLocks<'a>(&'a MemoryStore);
@@ -717,6 +849,8 @@ pub struct MemoryClient {
     mode: Mode,
     /// The lock workloads: this client's hold.
     holder: Holder,
+    /// The queue workload: whose claims this client's are.
+    claimant: u64,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -728,6 +862,7 @@ impl MemoryClient {
             store,
             mode,
             holder: Holder::default(),
+            claimant: NEXT_CLAIMANT.fetch_add(1, Ordering::Relaxed),
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -750,6 +885,30 @@ impl MemoryClient {
             },
             (Mode::Set, "add") => store.add(&key, op.value.clone()).map(|()| op.value.clone()),
             (Mode::Set, "read") => store.read_set(&key).map(Value::Array),
+            (Mode::Broadcast, broadcast::APPEND) => match broadcast::message_id(&op.value) {
+                Ok(_) => store
+                    .log_append(&broadcast::log_name(op.key.as_ref()), op.value.clone())
+                    .map(|()| op.value.clone()),
+                Err(why) => return Completion::fail(format!("bad-request: {why}")),
+            },
+            (Mode::Broadcast, broadcast::READ) => {
+                store.log_read(&broadcast::log_name(op.key.as_ref()))
+            }
+            (Mode::Queue, queue::ENQUEUE) => match queue::job_id(&op.value) {
+                Ok(job) => store
+                    .queue_enqueue(&queue::queue_name(op.key.as_ref()), job)
+                    .map(|()| op.value.clone()),
+                Err(why) => return Completion::fail(format!("bad-request: {why}")),
+            },
+            (Mode::Queue, queue::CLAIM) => store
+                .queue_claim(&queue::queue_name(op.key.as_ref()), self.claimant)
+                .map(|job| job.map_or(Value::Null, |j| json!(j))),
+            (Mode::Queue, queue::COMPLETE) => match queue::job_id(&op.value) {
+                Ok(job) => store
+                    .queue_complete(&queue::queue_name(op.key.as_ref()), job, self.claimant)
+                    .map(|()| op.value.clone()),
+                Err(why) => return Completion::fail(format!("bad-request: {why}")),
+            },
             (mode, f) => return Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         };
         completion(outcome)
@@ -825,7 +984,7 @@ impl Client for MemoryClient {
                 tokio::time::sleep(before).await;
             }
             let completion = match self.mode {
-                Mode::Register | Mode::Set => self.apply(op),
+                Mode::Register | Mode::Set | Mode::Broadcast | Mode::Queue => self.apply(op),
                 Mode::Txn | Mode::Bank(_) => self.apply_txn(op).await,
                 Mode::Lock(spec) => {
                     let mut service = MemoryLocks(&self.store);
@@ -851,6 +1010,8 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         "register" => Mode::Register,
         "set" => Mode::Set,
         "list-append" | "rw-register" => Mode::Txn,
+        "broadcast" | "log" => Mode::Broadcast,
+        "queue" => Mode::Queue,
         "lock" | "fenced-lock" => {
             Mode::Lock(
                 LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
@@ -879,7 +1040,10 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         let applies = match bug.as_str() {
             "double-grant" => locking,
             "snapshot-isolation-txn" => transactional,
-            _ => !transactional && !locking,
+            "reorder-append" => mode == Mode::Broadcast,
+            "duplicate-delivery" => mode == Mode::Queue,
+            "lost-write" => !transactional && !locking,
+            _ => matches!(mode, Mode::Register | Mode::Set),
         };
         if !applies {
             return Err(TargetError::BugNotApplicable {
@@ -1099,11 +1263,57 @@ mod tests {
     }
 
     #[test]
+    fn logs_keep_append_order_and_reorder_append_breaks_it() {
+        let s = store(MemoryOptions::default());
+        for id in 0..5 {
+            s.log_append("log", json!(id)).unwrap();
+        }
+        assert_eq!(s.log_read("log"), Ok(json!([0, 1, 2, 3, 4])));
+        let s = store(MemoryOptions {
+            reorder_append: true,
+            reorder_one_in: 1,
+            ..MemoryOptions::default()
+        });
+        for id in 0..3 {
+            s.log_append("log", json!(id)).unwrap();
+        }
+        // Each append after the first goes before the last message.
+        assert_eq!(s.log_read("log"), Ok(json!([1, 2, 0])));
+    }
+
+    #[test]
+    fn a_claim_takes_the_oldest_job_and_only_its_claimant_completes_it() {
+        let s = store(MemoryOptions::default());
+        s.queue_enqueue("q", 1).unwrap();
+        s.queue_enqueue("q", 2).unwrap();
+        assert_eq!(s.queue_claim("q", 7), Ok(Some(1)));
+        assert_eq!(s.queue_complete("q", 1, 8), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_complete("q", 1, 7), Ok(()));
+        assert_eq!(s.queue_complete("q", 1, 7), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_claim("q", 8), Ok(Some(2)));
+        assert_eq!(s.queue_claim("q", 8), Ok(None));
+        let s = store(MemoryOptions {
+            duplicate_delivery: true,
+            duplicate_delivery_one_in: 1,
+            ..MemoryOptions::default()
+        });
+        s.queue_enqueue("q", 1).unwrap();
+        assert_eq!(s.queue_claim("q", 7), Ok(Some(1)));
+        assert_eq!(s.queue_claim("q", 8), Ok(Some(1)), "delivered twice");
+        assert_eq!(s.queue_complete("q", 1, 7), Err(StoreError::NotClaimed));
+        assert_eq!(s.queue_complete("q", 1, 8), Ok(()));
+    }
+
+    #[test]
     fn bugs_must_apply_to_the_workload() {
         for (workload, bug) in [
             ("register", "snapshot-isolation-txn"),
             ("list-append", "stale-read"),
             ("bank", "lost-write"),
+            ("broadcast", "duplicate-delivery"),
+            ("queue", "reorder-append"),
+            ("queue", "stale-read"),
+            ("register", "reorder-append"),
         ] {
             let mut test = Test::example("memory", workload, 1);
             test.bugs = vec![bug.into()];
@@ -1115,6 +1325,16 @@ mod tests {
         let mut test = Test::example("memory", "rw-register", 1);
         test.bugs = vec!["snapshot-isolation-txn".into()];
         assert!(target(&test).is_ok());
+        for (workload, bug) in [
+            ("broadcast", "reorder-append"),
+            ("log", "lost-write"),
+            ("queue", "duplicate-delivery"),
+            ("queue", "lost-write"),
+        ] {
+            let mut test = Test::example("memory", workload, 1);
+            test.bugs = vec![bug.into()];
+            assert!(target(&test).is_ok(), "{bug} on {workload}");
+        }
     }
 
     #[test]

@@ -69,6 +69,7 @@
 
 pub mod client;
 pub mod lock;
+pub mod queue;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -143,7 +144,8 @@ CREATE TABLE IF NOT EXISTS lists (k jsonb PRIMARY KEY, v jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (name text PRIMARY KEY, holder text, token bigint NOT NULL DEFAULT 0, expires timestamptz);
 CREATE TABLE IF NOT EXISTS fence (name text PRIMARY KEY, highest bigint NOT NULL);
-CREATE TABLE IF NOT EXISTS resource (seq bigserial PRIMARY KEY, name text NOT NULL, token bigint NOT NULL, id jsonb NOT NULL);";
+CREATE TABLE IF NOT EXISTS resource (seq bigserial PRIMARY KEY, name text NOT NULL, token bigint NOT NULL, id jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (queue text NOT NULL, id bigint NOT NULL, done boolean NOT NULL DEFAULT false, seq bigserial, PRIMARY KEY (queue, id));";
 
 /// The shell script behind every signal this target sends, run as `sh -c SCRIPT postgres
 /// VERB DATA_DIR`. The postmaster is the pid on the first line of `DATA_DIR/postmaster.pid`,
@@ -890,7 +892,8 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         _ => None,
     };
     let model = DataModel::for_workload(&test.workload);
-    if model.is_none() && lock_spec.is_none() {
+    let queue = test.workload == "queue";
+    if model.is_none() && lock_spec.is_none() && !queue {
         return Err(TargetError::UnsupportedWorkload {
             target: "postgres".into(),
             workload: test.workload.clone(),
@@ -922,6 +925,7 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let db = Arc::new(PostgresDb::from_test(test)?);
     let request_timeout = Duration::from_millis(request_timeout_ms);
     let client: Arc<dyn faultline_core::Client> = match (model, lock_spec) {
+        _ if queue => Arc::new(queue::PostgresQueueClient::new(db.clone(), request_timeout)),
         (Some(model), _) => Arc::new(PostgresClient::new(
             db.clone(),
             model,

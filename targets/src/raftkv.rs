@@ -1130,6 +1130,10 @@ pub enum ClientMode {
     Bank(Bank),
     /// The lock workloads (see [`crate::raftkv_lock`]).
     Lock(LockSpec),
+    /// Total order broadcast (see [`crate::raftkv_log`]).
+    Broadcast,
+    /// Work queues (see [`crate::raftkv_log`]).
+    Queue,
 }
 
 /// What became of one request.
@@ -1231,6 +1235,11 @@ impl RaftkvClient {
                 self.lock_record = record;
                 completion
             }
+            (ClientMode::Broadcast, _) => self.broadcast(op).await,
+            (ClientMode::Queue, _) => {
+                let me = self.me.clone();
+                self.queue(op, &me).await
+            }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -1267,7 +1276,7 @@ impl RaftkvClient {
     /// `POST /txn` with `ops`: the micro-ops the node returned, or what the outcome was.
     /// A transaction of reads only changes nothing, so when its outcome is unknown it is
     /// a definite `fail` (it certainly had no effect), which keeps the worker on its process.
-    async fn post_txn(&mut self, ops: &[Value]) -> Result<Vec<Value>, Completion> {
+    pub(crate) async fn post_txn(&mut self, ops: &[Value]) -> Result<Vec<Value>, Completion> {
         let read_only = ops.iter().all(|op| op[0] == "r");
         let unknown = |why: Value| {
             if read_only {
@@ -1453,6 +1462,8 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     let client_mode = match test.workload.as_str() {
         "register" => ClientMode::Register,
         "list-append" | "rw-register" => ClientMode::Txn,
+        "broadcast" | "log" => ClientMode::Broadcast,
+        "queue" => ClientMode::Queue,
         "lock" | "fenced-lock" => {
             ClientMode::Lock(
                 LockSpec::from_test(test).map_err(|why| TargetError::BadOption {

@@ -53,6 +53,7 @@ use zookeeper_client as zk;
 use crate::cluster::{self, log_tail, resolve, Cluster, Options};
 use crate::daemon::{self, Daemon};
 use crate::zookeeper_lock::ZookeeperLockClient;
+use crate::zookeeper_log::{LogMode, ZookeeperLogClient};
 use crate::{Target, TargetError};
 
 pub const JAVA: &str = "/usr/bin/java";
@@ -919,8 +920,13 @@ impl ZookeeperClient {
 
 /// The ZooKeeper target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
+    let log_mode = match test.workload.as_str() {
+        "broadcast" | "log" => Some(LogMode::Broadcast),
+        "queue" => Some(LogMode::Queue),
+        _ => None,
+    };
     let lock_spec = match test.workload.as_str() {
-        "register" => None,
+        "register" | "broadcast" | "log" | "queue" => None,
         "lock" | "fenced-lock" => {
             Some(
                 LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
@@ -944,9 +950,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
     let db = Arc::new(ZookeeperDb::from_test(test)?);
     let request_timeout = Duration::from_millis(request_timeout_ms);
-    let client: Arc<dyn Client> = match lock_spec {
-        Some(spec) => Arc::new(ZookeeperLockClient::new(db.clone(), spec, request_timeout)),
-        None => Arc::new(ZookeeperClient::new(
+    let client: Arc<dyn Client> = match (lock_spec, log_mode) {
+        (_, Some(mode)) => Arc::new(ZookeeperLogClient::new(
+            db.clone(),
+            mode,
+            sync_reads,
+            request_timeout,
+        )),
+        (Some(spec), None) => Arc::new(ZookeeperLockClient::new(db.clone(), spec, request_timeout)),
+        (None, None) => Arc::new(ZookeeperClient::new(
             db.clone(),
             sync_reads,
             request_timeout,

@@ -10,7 +10,9 @@
 //! Workloads: [`register`] (linearizability per key), [`set`], and the transactional
 //! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
 //! in `test.workload_options`) and [`bank`]; [`lock`] (`lock`, `fenced-lock`: leases and
-//! fencing tokens, see [`faultline_core::lock`]). What a client of a transactional workload
+//! fencing tokens, see [`faultline_core::lock`]); [`broadcast`] (`broadcast`, alias `log`: total
+//! order broadcast, see [`faultline_core::broadcast`]) and [`queue`] (work queues, see
+//! [`faultline_core::queue`]). What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -27,10 +29,12 @@
 //! real-time order (see [`interpreter`]).
 
 pub mod bank;
+pub mod broadcast;
 pub mod clock;
 pub mod generator;
 pub mod interpreter;
 pub mod lock;
+pub mod queue;
 pub mod register;
 pub mod set;
 pub mod txn;
@@ -45,7 +49,7 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 10] = [
     "register",
     "set",
     "list-append",
@@ -53,13 +57,16 @@ pub const NAMES: [&str; 7] = [
     "bank",
     "lock",
     "fenced-lock",
+    "broadcast",
+    "log",
+    "queue",
 ];
 /// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
 pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
 /// The transactional workloads: they take `--consistency` and the key and length options.
 pub const TXN_NAMES: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Every workload name `CONTRACTS.md` promises, available or not.
-pub const CONTRACT_NAMES: [&str; 13] = [
+pub const CONTRACT_NAMES: [&str; 14] = [
     "register",
     "set",
     "list-append",
@@ -69,6 +76,7 @@ pub const CONTRACT_NAMES: [&str; 13] = [
     "fenced-lock",
     "election",
     "log",
+    "broadcast",
     "unique-ids",
     "watch",
     "ephemeral",
@@ -137,8 +145,9 @@ impl Checked {
 /// transactional workloads' (see [`txn`] and [`bank`]) and the lock workloads' (see [`lock`]);
 /// the register and set workloads take none.
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
-    let own_options =
-        TXN_NAMES.contains(&test.workload.as_str()) || LOCK_NAMES.contains(&test.workload.as_str());
+    let own_options = TXN_NAMES.contains(&test.workload.as_str())
+        || LOCK_NAMES.contains(&test.workload.as_str())
+        || test.workload == "queue";
     if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
@@ -155,6 +164,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "rw-register" => txn::workload(test, DataModel::RwRegister),
         "bank" => bank::workload(test),
         "lock" | "fenced-lock" => lock::workload(test),
+        "broadcast" | "log" => Ok(broadcast::workload()),
+        "queue" => queue::workload(test),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }
