@@ -234,7 +234,7 @@ pub mod figure_8_ms {
     /// fault); past it, the fault is skipped.
     pub const CONVERGE: u64 = 10_000;
     /// How far apart (in entries) the nodes' last indexes may be when the fault starts.
-    pub const CONVERGED: u64 = 10;
+    pub const CONVERGED: u64 = 50;
     /// A and B alone: A takes writes, shorter than an election timeout (check-quorum).
     pub const PAIR: u64 = 300;
     /// The one-way delay of the links a candidate's messages must not outrun the nemesis on.

@@ -324,8 +324,9 @@ fn restart_voter_faults_catch_forgotten_votes_and_leave_the_correct_store_valid(
 /// last election overwrites them: INVALID. The correct store keeps them pending until they
 /// time out (`info`) under the same faults: valid.
 ///
-/// 30 workers, as in docs/bug-table.md: more keys with a write pending at the old leader, so
-/// a lost write is less often masked by a concurrent write of the same value. A wrong commit
+/// 30 workers at 200 ops/s, as in docs/bug-table.md: more keys with a write pending at the
+/// old leader, so a lost write is less often masked by a concurrent write of the same value,
+/// and followers that keep up with one entry per message. A wrong commit
 /// leaves the old leader and its partner unable to repair their logs, so a run holds one
 /// such fault (later ones wait for the logs to converge, and are skipped); `--test-count 4`
 /// runs again, with a derived seed, after a run whose lost writes no read showed.
@@ -348,6 +349,8 @@ fn figure_8_faults_catch_old_term_commits_and_leave_the_correct_store_valid() {
             test_count,
             "--concurrency",
             "30",
+            "--rate",
+            "200",
             "--store",
             &store,
         ];
