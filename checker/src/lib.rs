@@ -23,11 +23,13 @@
 //! kept for histories that are not histories (malformed pairing); a history the model cannot
 //! interpret is `unknown`, with the reason.
 
+pub mod election;
 pub mod linearizability;
 pub mod lock;
 pub mod models;
 pub mod set;
 pub mod txn;
+pub mod unique_ids;
 mod validity;
 
 pub use models::{ModelKind, ModelOptions};
