@@ -10,7 +10,8 @@
 //! Workloads: [`register`] (linearizability per key), [`set`], and the transactional
 //! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
 //! in `test.workload_options`) and [`bank`]; [`lock`] (`lock`, `fenced-lock`: leases and
-//! fencing tokens, see [`faultline_core::lock`]). What a client of a transactional workload
+//! fencing tokens, see [`faultline_core::lock`]); [`election`] (leader election, see
+//! [`faultline_core::election`]) and [`unique_ids`]. What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -28,12 +29,14 @@
 
 pub mod bank;
 pub mod clock;
+pub mod election;
 pub mod generator;
 pub mod interpreter;
 pub mod lock;
 pub mod register;
 pub mod set;
 pub mod txn;
+pub mod unique_ids;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,7 +48,7 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 9] = [
     "register",
     "set",
     "list-append",
@@ -53,6 +56,8 @@ pub const NAMES: [&str; 7] = [
     "bank",
     "lock",
     "fenced-lock",
+    "election",
+    "unique-ids",
 ];
 /// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
 pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
@@ -137,8 +142,9 @@ impl Checked {
 /// transactional workloads' (see [`txn`] and [`bank`]) and the lock workloads' (see [`lock`]);
 /// the register and set workloads take none.
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
-    let own_options =
-        TXN_NAMES.contains(&test.workload.as_str()) || LOCK_NAMES.contains(&test.workload.as_str());
+    let own_options = TXN_NAMES.contains(&test.workload.as_str())
+        || LOCK_NAMES.contains(&test.workload.as_str())
+        || test.workload == "election";
     if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
@@ -155,6 +161,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "rw-register" => txn::workload(test, DataModel::RwRegister),
         "bank" => bank::workload(test),
         "lock" | "fenced-lock" => lock::workload(test),
+        "election" => election::workload(test),
+        "unique-ids" => Ok(unique_ids::workload()),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }
