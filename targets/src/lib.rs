@@ -34,7 +34,9 @@
 pub mod cluster;
 pub mod custom;
 pub mod daemon;
+pub mod election;
 pub mod etcd;
+pub mod etcd_election;
 pub mod etcd_lock;
 pub mod etcd_txn;
 pub mod http;
@@ -46,10 +48,12 @@ pub mod orphans;
 pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
+pub mod raftkv_election;
 pub mod raftkv_lock;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
+pub mod zookeeper_election;
 pub mod zookeeper_lock;
 
 use std::sync::Arc;

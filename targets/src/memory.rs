@@ -13,10 +13,17 @@
 //! | `lost-write` | one in `lost_write_one_in` (default 10) writes and adds is acknowledged and dropped | register: reads miss an acknowledged write (not linearizable); set: lost elements |
 //! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
 //! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
+//! | `two-leaders` | one in [`TWO_LEADERS_ONE_IN`] campaigns while another leads wins anyway, in the leader's epoch | election: two leaders for one epoch (agreement and integrity broken) |
+//! | `duplicate-id` | one in [`DUPLICATE_ID_ONE_IN`] generates hands out the previous id again | unique-ids: duplicates |
 //!
 //! `stale-read` and `lost-write` apply to registers and sets; `snapshot-isolation-txn` to the
-//! transactional workloads; `double-grant` to the lock workloads (asking for a bug the workload
-//! cannot show is a bad argument).
+//! transactional workloads; `double-grant` to the lock workloads; `two-leaders` to `election`;
+//! `duplicate-id` to `unique-ids` (asking for a bug the workload cannot show is a bad
+//! argument).
+//!
+//! Elections (`election`, candidates `clients`; see [`faultline_core::election`]): an election
+//! holds its last epoch and its leader (epoch, name, lease end); a campaign wins when no lease
+//! is in force, with the next epoch. Unique ids: one counter.
 //!
 //! Locks (`lock`, `fenced-lock`; see [`faultline_core::lock`]): a lock holds its holder's token
 //! and lease end (on this process's monotonic clock), a counter of grants for tokens, and a
@@ -42,20 +49,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use faultline_core::election::{Candidates, ElectionSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
+use crate::election::{Candidate, ElectionService, Won};
 use crate::lock::{Grant, Holder, LockService};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 4] = [
+pub const BUGS: [&str; 6] = [
     "stale-read",
     "lost-write",
     "snapshot-isolation-txn",
     "double-grant",
+    "two-leaders",
+    "duplicate-id",
 ];
+/// `two-leaders`: one in this many campaigns while another leads wins anyway.
+pub const TWO_LEADERS_ONE_IN: u64 = 3;
+/// `duplicate-id`: one in this many generates repeats the previous id.
+pub const DUPLICATE_ID_ONE_IN: u64 = 10;
 /// The workloads whose operations are transactions.
 const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Default time between a `snapshot-isolation-txn` transaction's snapshot and its commit.
@@ -81,6 +96,10 @@ pub struct MemoryOptions {
     /// Acquires of a held lock are granted anyway, one in `double_grant_one_in`.
     pub double_grant: bool,
     pub double_grant_one_in: u64,
+    /// Campaigns sometimes win while another leads, in its epoch.
+    pub two_leaders: bool,
+    /// Generates sometimes repeat the previous id.
+    pub duplicate_id: bool,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -98,6 +117,8 @@ impl Default for MemoryOptions {
             lost_write_one_in: DEFAULT_LOST_WRITE_ONE_IN,
             double_grant: false,
             double_grant_one_in: DEFAULT_DOUBLE_GRANT_ONE_IN,
+            two_leaders: false,
+            duplicate_id: false,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -117,6 +138,8 @@ impl MemoryOptions {
                 "lost-write" => options.lost_write = true,
                 "snapshot-isolation-txn" => options.snapshot_isolation_txn = true,
                 "double-grant" => options.double_grant = true,
+                "two-leaders" => options.two_leaders = true,
+                "duplicate-id" => options.duplicate_id = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -211,7 +234,18 @@ struct State {
     /// Transactions committed so far: the version a snapshot is taken at.
     commits: u64,
     locks: HashMap<String, LockCell>,
+    elections: HashMap<String, ElectionCell>,
+    /// The last id handed out by `generate`.
+    last_id: i64,
     rng: SmallRng,
+}
+
+/// An election: its last epoch and its leader.
+#[derive(Debug, Default)]
+struct ElectionCell {
+    epoch: i64,
+    /// The leader's epoch, name, and when its lease ends.
+    leader: Option<(i64, String, Instant)>,
 }
 
 /// A lock and the resource it protects.
@@ -251,6 +285,8 @@ pub enum StoreError {
     NotHeld,
     #[error("stale-token")]
     StaleToken,
+    #[error("not-leader")]
+    NotLeader,
     #[error("bad-request: {0}")]
     BadRequest(String),
 }
@@ -403,6 +439,8 @@ impl MemoryStore {
                 cells: HashMap::new(),
                 commits: 0,
                 locks: HashMap::new(),
+                elections: HashMap::new(),
+                last_id: 0,
                 rng,
             }),
         }
@@ -444,6 +482,8 @@ impl MemoryStore {
         state.cells.clear();
         state.commits = 0;
         state.locks.clear();
+        state.elections.clear();
+        state.last_id = 0;
     }
 
     /// Grants `lock` for `lease` if it is free or its lease has ended (or, with
@@ -505,6 +545,78 @@ impl MemoryStore {
                 .map(|cell| cell.resource.clone())
                 .unwrap_or_default(),
         ))
+    }
+
+    /// Makes `me` the leader of `election` for the next epoch if no lease is in force (or,
+    /// with `two-leaders`, sometimes anyway, in the current leader's epoch).
+    pub fn election_campaign(
+        &self,
+        election: &str,
+        me: &str,
+        lease: Duration,
+    ) -> Result<Won, StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let twice = self.options.two_leaders && state.rng.gen_range(0..TWO_LEADERS_ONE_IN) == 0;
+        let cell = state.elections.entry(election.to_string()).or_default();
+        let epoch = match &cell.leader {
+            Some((epoch, _, end)) if *end > now => {
+                if !twice {
+                    return Ok(Won::NotElected);
+                }
+                *epoch
+            }
+            _ => {
+                cell.epoch += 1;
+                cell.epoch
+            }
+        };
+        cell.leader = Some((epoch, me.to_string(), now + lease));
+        Ok(Won::Elected(epoch))
+    }
+
+    /// The leader of `election` whose lease is in force: `{"epoch", "leader"}` or null.
+    pub fn election_leader(&self, election: &str) -> Result<Value, StoreError> {
+        let state = self.up()?;
+        let now = Instant::now();
+        Ok(
+            match state
+                .elections
+                .get(election)
+                .and_then(|c| c.leader.as_ref())
+            {
+                Some((epoch, name, end)) if *end > now => {
+                    faultline_core::election::observation(*epoch, name)
+                }
+                _ => Value::Null,
+            },
+        )
+    }
+
+    /// `me` gives up leading `epoch` of `election`; `NotLeader` when it no longer does.
+    pub fn election_resign(&self, election: &str, me: &str, epoch: i64) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let cell = state.elections.entry(election.to_string()).or_default();
+        match &cell.leader {
+            Some((e, name, end)) if *e == epoch && name == me && *end > now => {
+                cell.leader = None;
+                Ok(())
+            }
+            _ => Err(StoreError::NotLeader),
+        }
+    }
+
+    /// The next id (with `duplicate-id`, sometimes the previous one again).
+    pub fn generate_id(&self) -> Result<i64, StoreError> {
+        let mut state = self.up()?;
+        let repeat = self.options.duplicate_id
+            && state.last_id > 0
+            && state.rng.gen_range(0..DUPLICATE_ID_ONE_IN) == 0;
+        if !repeat {
+            state.last_id += 1;
+        }
+        Ok(state.last_id)
     }
 
     /// The register's value; null when never written.
@@ -626,6 +738,45 @@ pub enum Mode {
     Txn,
     Bank(Bank),
     Lock(LockSpec),
+    Election(ElectionSpec),
+    UniqueIds,
+}
+
+/// The memory store as an election service.
+struct MemoryElections<'a>(&'a MemoryStore);
+
+impl ElectionService for MemoryElections<'_> {
+    fn campaign<'a>(
+        &'a mut self,
+        election: &'a str,
+        me: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Won, Completion>> {
+        Box::pin(async move {
+            self.0
+                .election_campaign(election, me, lease)
+                .map_err(|e| completion(Err(e)))
+        })
+    }
+
+    fn leader<'a>(&'a mut self, election: &'a str) -> BoxFuture<'a, Completion> {
+        Box::pin(async move { completion(self.0.election_leader(election)) })
+    }
+
+    fn resign<'a>(
+        &'a mut self,
+        election: &'a str,
+        me: &'a str,
+        epoch: i64,
+    ) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            completion(
+                self.0
+                    .election_resign(election, me, epoch)
+                    .map(|()| Value::Null),
+            )
+        })
+    }
 }
 
 /// The memory store as a lock service.
@@ -717,6 +868,8 @@ pub struct MemoryClient {
     mode: Mode,
     /// The lock workloads: this client's hold.
     holder: Holder,
+    /// The election workload: the epoch this client leads.
+    candidate: Candidate,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -728,6 +881,7 @@ impl MemoryClient {
             store,
             mode,
             holder: Holder::default(),
+            candidate: Candidate::default(),
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -831,6 +985,16 @@ impl Client for MemoryClient {
                     let mut service = MemoryLocks(&self.store);
                     self.holder.invoke(&mut service, &spec, op).await
                 }
+                Mode::Election(spec) => {
+                    let mut service = MemoryElections(&self.store);
+                    self.candidate.invoke(&mut service, &spec, op).await
+                }
+                Mode::UniqueIds if op.f == faultline_core::unique_ids::GENERATE => {
+                    completion(self.store.generate_id().map(Value::from))
+                }
+                Mode::UniqueIds => {
+                    Completion::fail(format!("unsupported: {} in the unique-ids workload", op.f))
+                }
             };
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
@@ -865,6 +1029,24 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
             option: "bank".into(),
             why,
         })?),
+        "election" => {
+            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "memory".into(),
+                option: "election".into(),
+                why,
+            })?;
+            if spec.candidates != Candidates::Clients {
+                return Err(TargetError::BadOption {
+                    target: "memory".into(),
+                    option: "candidates".into(),
+                    why: "the memory store has no nodes that elect among themselves; its \
+                          candidates are the clients"
+                        .into(),
+                });
+            }
+            Mode::Election(spec)
+        }
+        "unique-ids" => Mode::UniqueIds,
         other => {
             return Err(TargetError::UnsupportedWorkload {
                 target: "memory".into(),
@@ -878,8 +1060,10 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     for bug in &test.bugs {
         let applies = match bug.as_str() {
             "double-grant" => locking,
+            "two-leaders" => matches!(mode, Mode::Election(_)),
+            "duplicate-id" => mode == Mode::UniqueIds,
             "snapshot-isolation-txn" => transactional,
-            _ => !transactional && !locking,
+            _ => !transactional && !locking && matches!(mode, Mode::Register | Mode::Set),
         };
         if !applies {
             return Err(TargetError::BugNotApplicable {
