@@ -287,7 +287,7 @@ impl Client for ZookeeperElectionClient {
                 Mode::UniqueIds if op.f == GENERATE => {
                     let ids = format!("{ROOT}/ids");
                     match service
-                        .create_sequential(&[ids.clone()], &format!("{ids}/id-"), b"")
+                        .create_sequential(std::slice::from_ref(&ids), &format!("{ids}/id-"), b"")
                         .await
                     {
                         Ok((_, sequence)) => Completion::Ok(json!(sequence)),

@@ -8,8 +8,8 @@
 //! query, a random back-off, and another campaign. With `candidates: nodes` (raftkv) every
 //! thread queries its node's `leader` after a random pause. A thread whose operation ended
 //! `info` starts over as a new process. After the main phase (and the nemesis's final heal),
-//! thread 0 campaigns once and every thread queries the leader once: the observations
-//! termination is judged on.
+//! thread 0 resigns (a term the main phase cut short) and campaigns once, and every thread
+//! queries the leader once: the observations termination is judged on.
 //!
 //! Options (`test.workload_options`): `lease_ms` (default 2000), `termination_bound_ms`
 //! (default 15000), `candidates` (`clients` or `nodes`; default `nodes` on raftkv).
@@ -175,15 +175,18 @@ pub fn generator(spec: ElectionSpec) -> BoxGen {
     generator::each_thread(move |thread| Box::new(Cycle::new(thread, spec)) as BoxGen)
 }
 
-/// After the main phase: thread 0 campaigns (clients as candidates), then every thread asks
-/// who leads.
+/// After the main phase: thread 0 resigns whatever term it still holds and campaigns
+/// (clients as candidates), then every thread asks who leads.
 pub fn final_generator(spec: ElectionSpec) -> BoxGen {
     generator::each_thread(move |thread| {
         let query = generator::once(Draft::new(LEADER, Value::Null).with_key(json!(ELECTION)));
         if thread == 0 && spec.candidates == Candidates::Clients {
+            // A term the main phase cut short is given up first, so the campaign is a real
+            // one (a client that still believes it leads refuses to campaign).
+            let resign = generator::once(Draft::new(RESIGN, Value::Null).with_key(json!(ELECTION)));
             let campaign =
                 generator::once(Draft::new(CAMPAIGN, Value::Null).with_key(json!(ELECTION)));
-            generator::seq(vec![campaign, query])
+            generator::seq(vec![resign, campaign, query])
         } else {
             query
         }
