@@ -633,7 +633,7 @@ fn election(result: &Value, out: &mut Rendered) {
         number(result.get("observations")),
         number(result.get("epochs")),
         number(result.get("leaders")),
-        html(&Verdict::of(termination.and_then(|t| t.get("valid"))).as_str().to_string()),
+        html(Verdict::of(termination.and_then(|t| t.get("valid"))).as_str()),
         html(&after),
     );
     if let Some(reason) = termination
