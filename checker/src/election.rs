@@ -16,11 +16,15 @@
 //!    ([`ElectionOptions::candidates`]), one of the nodes. A campaign that returns another's
 //!    name breaks it too.
 //! 4. **Termination**: a leader is observed within [`ElectionOptions::termination_bound_ms`]
-//!    after the last fault heals: by an observation invoked at or after the last nemesis
-//!    event, when that event is a heal (`stop-partition`, `resume`, `start`, `heal`, ...);
-//!    from the start of the history when there was no fault. A history that ends before the
-//!    bound without such an observation, or whose last fault is never healed, is `unknown`
-//!    for termination; one that runs past the bound without one is `invalid`.
+//!    after the last fault heals: by an observation invoked at or after the last moment the
+//!    faults in force became none (each undo, `stop-partition`, `resume`, `start`,
+//!    `reset-clock`, ..., ends the faults of its kind; `heal` ends all; a final `heal` after
+//!    every fault was undone changes nothing); from the start of the history when there was
+//!    no fault. Failing that, it is judged from the last nemesis event (the final heal, after
+//!    which the final phase asks; between the two, clients may have stopped asking): a history
+//!    that ends before the bound without such an observation, or with a fault still in
+//!    force, is `unknown` for termination; one that runs past the bound without one is
+//!    `invalid`.
 //!
 //! ```
 //! use faultline_checker::{election, Validity};
@@ -48,21 +52,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use faultline_core::election::{candidate_name, CAMPAIGN, LEADER};
-use faultline_core::{History, HistoryError, OpType, Process};
+use faultline_core::{History, HistoryError, Op, OpType, Process};
 
 use crate::Validity;
 
 /// Evidence items kept per kind; the counts are always complete.
 pub const MAX_EVIDENCE: usize = 20;
-/// Nemesis `f` values that undo a fault.
-pub const HEALS: [&str; 6] = [
-    "stop-partition",
-    "stop-loss",
-    "start",
-    "resume",
-    "reset-clock",
-    "heal",
-];
 
 /// How to check an election history.
 #[derive(Debug, Clone)]
@@ -113,7 +108,9 @@ pub struct Anomaly {
 pub struct Termination {
     pub valid: Validity,
     pub bound_ms: u64,
-    /// When the last fault healed (ns; 0 when there was no fault); `None` when it never did.
+    /// When the last fault healed (ns; 0 when there was no fault): the last moment the faults
+    /// in force became none when a leader was seen within the bound after it, else the last
+    /// nemesis event (the final heal); `None` when a fault was never healed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healed_ns: Option<u64>,
     /// Nemesis events in the history.
@@ -412,6 +409,66 @@ pub fn check(history: &History, options: &ElectionOptions) -> Result<ElectionRes
     })
 }
 
+/// The kind of fault a nemesis event is about, and whether it starts (`true`) or undoes it;
+/// `heal` is the caller's.
+fn fault_kind(f: &str) -> (&str, bool) {
+    match f {
+        "start-partition" => ("partition", true),
+        "stop-partition" => ("partition", false),
+        "start-loss" => ("loss", true),
+        "stop-loss" => ("loss", false),
+        "kill" => ("kill", true),
+        "start" => ("kill", false),
+        "pause" => ("pause", true),
+        "resume" => ("pause", false),
+        "bump-clock" | "strobe-clock" => ("clock", true),
+        "reset-clock" => ("clock", false),
+        // An action this checker does not know is a fault only `heal` undoes.
+        other => (other, true),
+    }
+}
+
+/// When the last fault healed: the last moment the set of faults in force became empty (each
+/// undo event ends the faults of its kind; `heal` ends every fault). 0 when there was no
+/// fault; `Err` when faults are still in force at the end, or an event has no time.
+fn healed_at(nemesis: &[&Op]) -> Result<u64, String> {
+    let mut in_force: BTreeSet<&str> = BTreeSet::new();
+    let mut healed_ns = 0;
+    for event in nemesis {
+        let was_faulty = !in_force.is_empty();
+        if event.f == "heal" {
+            in_force.clear();
+        } else {
+            match fault_kind(&event.f) {
+                (kind, true) => {
+                    in_force.insert(kind);
+                }
+                (kind, false) => {
+                    in_force.remove(kind);
+                }
+            }
+        }
+        if was_faulty && in_force.is_empty() {
+            healed_ns = event.time.ok_or_else(|| {
+                format!(
+                    "the nemesis event {} at index {} has no time",
+                    event.f, event.index
+                )
+            })?;
+        }
+    }
+    if in_force.is_empty() {
+        Ok(healed_ns)
+    } else {
+        let kinds: Vec<&str> = in_force.into_iter().collect();
+        Err(format!(
+            "faults still in force when the history ends ({}): the history never shows them \
+             healed",
+            kinds.join(", ")
+        ))
+    }
+}
+
 /// Termination: a leader observed within `bound_ms` of the last heal.
 fn termination(history: &History, observations: &[Observation], bound_ms: u64) -> Termination {
     let nemesis: Vec<_> = history.ops.iter().filter(|op| op.is_nemesis()).collect();
@@ -424,33 +481,32 @@ fn termination(history: &History, observations: &[Observation], bound_ms: u64) -
         leader_after_ms: None,
         reason: None,
     };
-    let healed_ns = match nemesis.last() {
-        None => 0,
-        Some(last) if HEALS.contains(&last.f.as_str()) => match last.time {
-            Some(t) => t,
-            None => {
-                result.reason = Some(format!(
-                    "the last nemesis event ({} at index {}) has no time",
-                    last.f, last.index
-                ));
-                return result;
-            }
-        },
-        Some(last) => {
-            result.reason = Some(format!(
-                "the last nemesis event is a fault ({} at index {}) the history never shows healed",
-                last.f, last.index
-            ));
+    let mut healed_ns = match healed_at(&nemesis) {
+        Ok(t) => t,
+        Err(why) => {
+            result.reason = Some(why);
             return result;
         }
     };
-    result.healed_ns = Some(healed_ns);
     let bound_ns = bound_ms.saturating_mul(1_000_000);
+    let first_after = |h: u64| {
+        observations
+            .iter()
+            .filter(|o| o.invoke_ns >= h)
+            .min_by_key(|o| (o.complete_ns, o.index))
+    };
+    // A leader seen within the bound after the faults ended settles it. Otherwise it is
+    // judged from the last nemesis event (the final heal, after which the final phase asks),
+    // since clients may have stopped asking between the two (the main phase over).
+    let seen_in_time =
+        first_after(healed_ns).is_some_and(|o| o.complete_ns <= healed_ns.saturating_add(bound_ns));
+    if !seen_in_time {
+        let last_ns = nemesis.last().and_then(|e| e.time).unwrap_or(0);
+        healed_ns = healed_ns.max(last_ns);
+    }
+    result.healed_ns = Some(healed_ns);
     let deadline_ns = healed_ns.saturating_add(bound_ns);
-    let first = observations
-        .iter()
-        .filter(|o| o.invoke_ns >= healed_ns)
-        .min_by_key(|o| (o.complete_ns, o.index));
+    let first = first_after(healed_ns);
     let since = if healed_ns == 0 && nemesis.is_empty() {
         "the start of the history".to_string()
     } else {
@@ -700,7 +756,36 @@ mod tests {
         ]);
         let r = check(&h, &bound(1)).unwrap();
         assert_eq!(r.valid, Validity::Unknown);
-        assert!(r.explain().contains("never shows healed"));
+        assert!(r.explain().contains("never shows them healed"));
+        // Faults undone before a final heal: healed at the last undo. A pause resumed while
+        // a partition is still in force: healed only when the partition ends.
+        let h = history(&[
+            (nemesis, "start-partition", None, json!({})),
+            (nemesis, "pause", None, json!({})),
+            (nemesis, "resume", None, json!({})),
+            (nemesis, "stop-partition", None, json!({})),
+            (0, LEADER, OK, obs(1, "n1")),
+            (nemesis, "heal", None, json!({})),
+        ]);
+        let options = ElectionOptions {
+            termination_bound_ms: 100,
+            candidates: Some(vec!["n1".into()]),
+        };
+        let r = check(&h, &options).unwrap();
+        assert_eq!(r.termination.healed_ns, Some(4_000_000), "{r:?}");
+        assert_eq!(r.valid, Validity::Valid, "{}", r.explain());
+        // Clients that stopped asking after the faults ended (the main phase over) and a
+        // final heal with nothing after it: unknown, not invalid.
+        let h = history(&[
+            (nemesis, "pause", None, json!({})),
+            (nemesis, "resume", None, json!({})),
+            (nemesis, "start-partition", None, json!({})),
+            (nemesis, "stop-partition", None, json!({})),
+            (nemesis, "heal", None, json!({})),
+        ]);
+        let r = check(&h, &bound(2)).unwrap();
+        assert_eq!(r.termination.healed_ns, Some(5_000_000));
+        assert_eq!(r.valid, Validity::Unknown, "{}", r.explain());
         // An observation invoked before the heal does not count.
         let h = history(&[
             (nemesis, "pause", None, json!({})),

@@ -19,7 +19,8 @@
 //! sequence number.
 //!
 //! Outcomes as [`crate::zookeeper::classify_error`]: a definite rejection `fail`; connection
-//! loss, session expiry, a timeout on a request that may write: `info`.
+//! loss, session expiry, a timeout on a request that may write: `info`. After an expired
+//! session (which answers nothing again) the client makes a new one at its next operation.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -33,6 +34,14 @@ use faultline_core::{BoxFuture, Client, Completion, HarnessError, Invocation, Te
 use crate::election::{Candidate, ElectionService, Won};
 use crate::zookeeper::{classify_error, connect, ZookeeperDb, ROOT};
 use crate::zookeeper_lock::sequence_of;
+
+/// How the client library words the errors after which a session answers nothing again
+/// (its `Error::is_terminated`).
+const TERMINAL_ERRORS: [&str; 3] = [
+    "session expired",
+    "no available hosts",
+    "client has been closed",
+];
 
 /// A leader query lists the children again at most this many times when the lowest one goes
 /// before its data is read.
@@ -282,7 +291,7 @@ impl Client for ZookeeperElectionClient {
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1)),
             };
-            match self.mode {
+            let completion = match self.mode {
                 Mode::Election(spec) => self.candidate.invoke(&mut service, &spec, op).await,
                 Mode::UniqueIds if op.f == GENERATE => {
                     let ids = format!("{ROOT}/ids");
@@ -297,7 +306,18 @@ impl Client for ZookeeperElectionClient {
                 Mode::UniqueIds => {
                     Completion::fail(format!("unsupported: {} in the unique-ids workload", op.f))
                 }
+            };
+            // An expired (or closed) session answers nothing again, and a read that fails is a `fail`
+            // (the worker keeps this client): make a new session at the next invoke. Its
+            // ephemeral nodes went with the old one, so it leads nothing.
+            if let Completion::Fail(why) | Completion::Info(why) = &completion {
+                if why.as_str().is_some_and(|w| TERMINAL_ERRORS.contains(&w)) {
+                    self.session = None;
+                    self.node = None;
+                    self.candidate = Candidate::default();
+                }
             }
+            completion
         })
     }
 
