@@ -130,7 +130,9 @@ pub struct Termination {
 pub struct ElectionResult {
     pub valid: Validity,
     pub campaigns: usize,
+    /// `ok` campaigns (decisions).
     pub elected: usize,
+    /// `fail` campaigns: another led, or the request certainly did nothing (no connection).
     pub not_elected: usize,
     /// Campaigns whose outcome is unknown (`info` or never completed).
     pub campaigns_unknown: usize,
