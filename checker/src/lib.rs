@@ -24,12 +24,14 @@
 //! interpret is `unknown`, with the reason.
 
 pub mod broadcast;
+pub mod election;
 pub mod linearizability;
 pub mod lock;
 pub mod models;
 pub mod queue;
 pub mod set;
 pub mod txn;
+pub mod unique_ids;
 mod validity;
 
 pub use models::{ModelKind, ModelOptions};

@@ -22,6 +22,7 @@ pub mod broadcast;
 pub mod client;
 pub mod db;
 pub mod edn;
+pub mod election;
 pub mod error;
 pub mod future;
 pub mod harness_error;
@@ -35,6 +36,7 @@ pub mod queue;
 pub mod remote;
 pub mod test;
 pub mod txn;
+pub mod unique_ids;
 
 pub use client::{Client, Completion, Invocation};
 pub use db::{ClockSkew, Db, Kill, LogProbe, LogStatus, Node, Pause, Primary};

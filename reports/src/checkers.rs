@@ -127,6 +127,10 @@ pub fn render(results: &Value) -> Rendered {
             set(result, &mut out);
         } else if crate::txn::is_txn_result(&name, result) {
             crate::txn::render(result, &mut out);
+        } else if name == "election" {
+            election(result, &mut out);
+        } else if name == "unique-ids" {
+            unique_ids(result, &mut out);
         }
         let raw = serde_json::to_string_pretty(result).unwrap_or_default();
         let shown = if raw.len() > MAX_RAW_RESULT_BYTES {
@@ -609,6 +613,108 @@ const SET_KINDS: [(&str, &str, &str); 4] = [
 ];
 
 /// The set checker's result.
+/// The election checker's counts, each broken property as a finding, and its evidence.
+fn election(result: &Value, out: &mut Rendered) {
+    let termination = result.get("termination");
+    let after = termination
+        .and_then(|t| t.get("leader_after_ms"))
+        .and_then(Value::as_f64)
+        .map(|ms| format!(", the first leader seen {ms:.0} ms after the last heal"))
+        .unwrap_or_default();
+    let _ = write!(
+        out.html,
+        "<p>{} campaigns ({} elected, {} not elected, {} unknown), {} leader queries ({} found          no leader): {} observations of {} epochs and {} leaders. Termination: {}{}.</p>",
+        number(result.get("campaigns")),
+        number(result.get("elected")),
+        number(result.get("not_elected")),
+        number(result.get("campaigns_unknown")),
+        number(result.get("leader_queries")),
+        number(result.get("leaderless")),
+        number(result.get("observations")),
+        number(result.get("epochs")),
+        number(result.get("leaders")),
+        html(Verdict::of(termination.and_then(|t| t.get("valid"))).as_str()),
+        html(&after),
+    );
+    if let Some(reason) = termination
+        .and_then(|t| t.get("reason"))
+        .and_then(Value::as_str)
+    {
+        let _ = write!(out.html, "<p class=\"explanation\">{}</p>", html(reason));
+        if Verdict::of(termination.and_then(|t| t.get("valid"))).as_str() == "invalid" {
+            out.anomalies += 1;
+            out.findings
+                .push("no leader within the termination bound".into());
+        }
+    }
+    for (kind, count) in result
+        .get("counts")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let count = number(Some(count));
+        out.anomalies += 1;
+        out.findings.push(format!("{count} {kind} violation(s)"));
+        let _ = write!(
+            out.html,
+            "<article class=\"anomaly\"><h4>{} ({count})</h4><ul>",
+            html(kind)
+        );
+        for anomaly in result
+            .get("anomalies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|a| a.get("kind").and_then(Value::as_str) == Some(kind.as_str()))
+        {
+            let detail = anomaly.get("detail").and_then(Value::as_str).unwrap_or("");
+            let _ = write!(out.html, "<li>{}</li>", html(detail));
+        }
+        out.html.push_str("</ul></article>");
+    }
+}
+
+/// The unique-ids checker's counts and its duplicates.
+fn unique_ids(result: &Value, out: &mut Rendered) {
+    let _ = write!(
+        out.html,
+        "<p>{} generates: {} acknowledged ({} distinct ids, {} to {} in {} runs of consecutive          ids), {} failed, {} unknown.</p>",
+        number(result.get("generates")),
+        number(result.get("acknowledged")),
+        number(result.get("distinct")),
+        result.get("lowest").map(text_of).unwrap_or_default(),
+        result.get("highest").map(text_of).unwrap_or_default(),
+        number(result.get("range_count")),
+        number(result.get("failed")),
+        number(result.get("unknown")),
+    );
+    let duplicates = number(result.get("duplicate_count"));
+    if duplicates == 0 {
+        return;
+    }
+    out.anomalies += 1;
+    out.findings.push(format!("{duplicates} duplicate id(s)"));
+    let _ = write!(
+        out.html,
+        "<article class=\"anomaly\"><h4>duplicate ids ({duplicates})</h4><ul>"
+    );
+    for duplicate in result
+        .get("duplicates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            out.html,
+            "<li>id {} to processes {}</li>",
+            html(&duplicate.get("id").map(text_of).unwrap_or_default()),
+            html(&duplicate.get("processes").map(text_of).unwrap_or_default())
+        );
+    }
+    out.html.push_str("</ul></article>");
+}
+
 fn set(result: &Value, out: &mut Rendered) {
     let _ = write!(
         out.html,
@@ -783,6 +889,21 @@ mod tests {
             .html
             .contains("Unknown because: took &lt;too&gt; long"));
         assert!(rendered.html.contains("full result (JSON)"));
+    }
+
+    #[test]
+    fn election_and_unique_ids_anomalies_become_findings() {
+        let rendered = render(&json!({"checker": "election", "result": {
+            "valid": false, "campaigns": 3, "elected": 2, "counts": {"agreement": 1},
+            "anomalies": [{"kind": "agreement", "epoch": 1, "detail": "epoch 1 has 2 leaders"}],
+            "termination": {"valid": true, "leader_after_ms": 12.0}}}));
+        assert_eq!(rendered.findings, ["1 agreement violation(s)"]);
+        assert!(rendered.html.contains("epoch 1 has 2 leaders"));
+        let rendered = render(&json!({"checker": "unique-ids", "result": {
+            "valid": false, "generates": 3, "acknowledged": 3, "duplicate_count": 1,
+            "duplicates": [{"id": 7, "processes": [0, 1]}]}}));
+        assert_eq!(rendered.findings, ["1 duplicate id(s)"]);
+        assert!(rendered.html.contains("id 7 to processes [0,1]"));
     }
 
     #[test]

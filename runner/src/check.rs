@@ -13,7 +13,9 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
+use crate::{
+    check_coordination, check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL,
+};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -21,7 +23,8 @@ pub struct CheckArgs {
     /// unordered-queue, string-kv; transactional: list-append, rw-register, bank; lock (leases
     /// and fencing tokens: the lock workloads' histories); broadcast (total order broadcast);
     /// queue (work queues; the delivery promise from the run's test.json),
-    /// queue-exactly-once, queue-at-least-once. Default:
+    /// queue-exactly-once, queue-at-least-once; election, unique-ids (those workloads'
+    /// histories). Default:
     /// implied by the format, else guessed from the operations.
     #[arg(long)]
     model: Option<String>,
@@ -136,13 +139,21 @@ pub fn run(args: CheckArgs) -> ExitCode {
     if let Some(model) = args
         .model
         .as_deref()
-        .filter(|m| check_log::MODELS.contains(m))
+        .filter(|m| check_log::MODELS.contains(m) || check_coordination::MODELS.contains(m))
     {
         if args.report.is_some() || args.consistency.is_some() || args.init.is_some() {
             eprintln!(
                 "faultline check: --model {model} takes no --report, --consistency or --init"
             );
             return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        if check_coordination::MODELS.contains(&model) {
+            return check_coordination::run(&check_coordination::Inputs {
+                model,
+                files: &args.files,
+                format: args.format,
+                json: args.json,
+            });
         }
         return check_log::run(
             model,

@@ -119,9 +119,20 @@ pub struct TestArgs {
     #[arg(long)]
     max_transfer: Option<i64>,
 
-    /// lock, fenced-lock: the lease each acquire asks for, in milliseconds (default 1000).
+    /// lock, fenced-lock: the lease each acquire asks for, in milliseconds (default 1000);
+    /// election: the lease a candidacy is bound to (etcd; default 2000).
     #[arg(long)]
     lease_ms: Option<u64>,
+
+    /// election: how soon after the last fault heals a leader must be observed, in
+    /// milliseconds (default 15000).
+    #[arg(long)]
+    termination_bound_ms: Option<u64>,
+
+    /// election: who campaigns: the clients (memory, etcd, zookeeper) or the nodes among
+    /// themselves (raftkv). Default: nodes for raftkv, clients otherwise.
+    #[arg(long, value_parser = ["clients", "nodes"])]
+    candidates: Option<String>,
 
     /// lock: whether the protected resource rejects tokens lower than the highest it accepted
     /// (default off; fenced-lock: always on).
@@ -169,7 +180,8 @@ pub struct TestArgs {
 
     /// Deliberate bugs to switch on in the target (comma-separated or repeated). memory:
     /// stale-read, lost-write (register, set), snapshot-isolation-txn (list-append,
-    /// rw-register, bank); raftkv: its bug switches (docs/raftkv.md).
+    /// rw-register, bank), double-grant (lock), two-leaders (election), duplicate-id
+    /// (unique-ids); raftkv: its bug switches (docs/raftkv.md).
     #[arg(long = "bug", value_delimiter = ',')]
     bugs: Vec<String>,
 
@@ -763,6 +775,9 @@ fn workload_options(args: &TestArgs) -> BTreeMap<String, Value> {
     if let Some(fencing) = &args.fencing {
         options.insert("fencing".to_string(), json!(fencing));
     }
+    if let Some(candidates) = &args.candidates {
+        options.insert("candidates".to_string(), json!(candidates));
+    }
     options
 }
 
@@ -781,6 +796,10 @@ fn workload_numbers(args: &TestArgs) -> Vec<(&'static str, Value)> {
         ("max-transfer", args.max_transfer.map(|n| json!(n))),
         ("lease-ms", args.lease_ms.map(|n| json!(n))),
         ("client-pause-ms", args.client_pause_ms.map(|n| json!(n))),
+        (
+            "termination-bound-ms",
+            args.termination_bound_ms.map(|n| json!(n)),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -824,6 +843,9 @@ fn rerun_command(args: &TestArgs, seed: u64) -> String {
     }
     if let Some(fencing) = &args.fencing {
         cmd.push_str(&format!(" --fencing {fencing}"));
+    }
+    if let Some(candidates) = &args.candidates {
+        cmd.push_str(&format!(" --candidates {candidates}"));
     }
     for var in &args.vars {
         cmd.push_str(&format!(" --var {}", shell_quote(var)));

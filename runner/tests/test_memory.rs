@@ -363,11 +363,11 @@ fn unknown_or_unsuitable_targets_workloads_and_faults_are_bad_arguments() {
                 "--target",
                 "memory",
                 "--workload",
-                "election",
+                "ephemeral",
                 "--store",
                 s,
             ],
-            "workload \"election\" is not available yet",
+            "workload \"ephemeral\" is not available yet",
         ),
         (
             vec![

@@ -39,15 +39,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::election::{Candidates, ElectionSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, Bank, Transfer};
+use faultline_core::unique_ids::GENERATE;
 use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Primary, Test,
 };
 
 use crate::cluster::{self, log_tail, resolve, Cluster, Endpoint, Options};
 use crate::daemon::{self, Daemon};
+use crate::election::Candidate;
+use crate::etcd_election::{self, EtcdElections};
 use crate::etcd_lock::EtcdLocks;
 use crate::etcd_txn::{self, Read};
 use crate::http::{Connection, RequestError, Response};
@@ -576,6 +580,10 @@ pub enum ClientMode {
     Lock(LockSpec),
     /// Total order broadcast (see [`crate::etcd_log`]).
     Broadcast,
+    /// The election workload (see [`crate::etcd_election`]).
+    Election(ElectionSpec),
+    /// The unique-ids workload (see [`crate::etcd_election`]).
+    UniqueIds,
 }
 
 /// What became of one request.
@@ -604,6 +612,11 @@ pub struct EtcdClient {
     /// The lock workloads go through etcd's lock API (option `lock_api`).
     lock_api: bool,
     lock_key: Option<String>,
+    /// The election workload: the epoch this client leads, and the lease and leader key of
+    /// the campaign that won it.
+    candidate: Candidate,
+    election_lease: Option<String>,
+    election_leader: Option<Value>,
 }
 
 impl EtcdClient {
@@ -680,6 +693,24 @@ impl EtcdClient {
                 completion
             }
             (ClientMode::Broadcast, _) => self.broadcast(op).await,
+            (ClientMode::Election(spec), _) => {
+                let mut candidate = std::mem::take(&mut self.candidate);
+                let mut lease = self.election_lease.take();
+                let mut leader = self.election_leader.take();
+                let completion = {
+                    let mut service = EtcdElections {
+                        client: self,
+                        lease: &mut lease,
+                        leader: &mut leader,
+                    };
+                    candidate.invoke(&mut service, &spec, op).await
+                };
+                self.candidate = candidate;
+                self.election_lease = lease;
+                self.election_leader = leader;
+                completion
+            }
+            (ClientMode::UniqueIds, GENERATE) => etcd_election::generate(self, op.process).await,
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -885,6 +916,9 @@ impl Client for EtcdClient {
                 fence_ready: false,
                 lock_api: self.lock_api,
                 lock_key: None,
+                candidate: Candidate::default(),
+                election_lease: None,
+                election_leader: None,
             }) as Box<dyn Client>)
         })
     }
@@ -954,6 +988,9 @@ impl EtcdClient {
             fence_ready: false,
             lock_api: false,
             lock_key: None,
+            candidate: Candidate::default(),
+            election_lease: None,
+            election_leader: None,
         }
     }
 }
@@ -973,6 +1010,24 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 })?,
             )
         }
+        "election" => {
+            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "etcd".into(),
+                option: "election".into(),
+                why,
+            })?;
+            if spec.candidates != Candidates::Clients {
+                return Err(TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "candidates".into(),
+                    why: "etcd's election API elects among its clients; its members' own \
+                          Raft leader is not exposed as an election"
+                        .into(),
+                });
+            }
+            ClientMode::Election(spec)
+        }
+        "unique-ids" => ClientMode::UniqueIds,
         "bank" => {
             ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
                 target: "etcd".into(),

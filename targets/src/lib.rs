@@ -34,7 +34,9 @@
 pub mod cluster;
 pub mod custom;
 pub mod daemon;
+pub mod election;
 pub mod etcd;
+pub mod etcd_election;
 pub mod etcd_lock;
 pub mod etcd_log;
 pub mod etcd_txn;
@@ -47,11 +49,13 @@ pub mod orphans;
 pub mod postgres;
 pub mod proxy;
 pub mod raftkv;
+pub mod raftkv_election;
 pub mod raftkv_lock;
 pub mod raftkv_log;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
+pub mod zookeeper_election;
 pub mod zookeeper_lock;
 pub mod zookeeper_log;
 

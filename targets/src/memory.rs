@@ -13,21 +13,24 @@
 //! | `lost-write` | one in `lost_write_one_in` (default 10) writes and adds is acknowledged and dropped | register: reads miss an acknowledged write (not linearizable); set: lost elements |
 //! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
 //! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
-//!
-//! | `reorder-append` | one in `reorder_one_in` (default 5) broadcast appends goes before the log's last message | broadcast: two reads disagree about the order (not prefixes of one order), and an append acknowledged first comes second |
-//! | `duplicate-delivery` | one in `duplicate_delivery_one_in` (default 5) queue claims leaves its job in the queue | queue: a job delivered twice, a violation of the memory queue's exactly-once promise |
+//! | `two-leaders` | one in [`TWO_LEADERS_ONE_IN`] campaigns while another leads wins anyway, in the leader's epoch | election: two leaders for one epoch (agreement and integrity broken) |
+//! | `duplicate-id` | one in [`DUPLICATE_ID_ONE_IN`] generates hands out the previous id again | unique-ids: duplicates |
 //!
 //! `stale-read` applies to registers and sets; `lost-write` to registers, sets, broadcast
 //! appends and queue enqueues (acknowledged and dropped: lost); `snapshot-isolation-txn` to the
 //! transactional workloads; `double-grant` to the lock workloads; `reorder-append` to
-//! broadcast; `duplicate-delivery` to queues (asking for a bug the workload cannot show is a
-//! bad argument).
+//! broadcast; `duplicate-delivery` to queues; `two-leaders` to `election`; `duplicate-id` to
+//! `unique-ids` (asking for a bug the workload cannot show is a bad argument).
 //!
 //! Broadcast (`broadcast`, `log`; see [`faultline_core::broadcast`]): a log is a list of
 //! message ids. Queues (`queue`; see [`faultline_core::queue`]): ready jobs in enqueue order,
 //! claimed jobs with their claimant (one per opened client), done jobs; a claim takes the
 //! oldest ready job out of the queue (exactly-once), a complete succeeds only for the claimant
 //! in force.
+//!
+//! Elections (`election`, candidates `clients`; see [`faultline_core::election`]): an election
+//! holds its last epoch and its leader (epoch, name, lease end); a campaign wins when no lease
+//! is in force, with the next epoch. Unique ids: one counter.
 //!
 //! Locks (`lock`, `fenced-lock`; see [`faultline_core::lock`]): a lock holds its holder's token
 //! and lease end (on this process's monotonic clock), a counter of grants for tokens, and a
@@ -53,23 +56,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use faultline_core::election::{Candidates, ElectionSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
 use faultline_core::{broadcast, queue};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
+use crate::election::{Candidate, ElectionService, Won};
 use crate::lock::{Grant, Holder, LockService};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 6] = [
+pub const BUGS: [&str; 8] = [
     "stale-read",
     "lost-write",
     "snapshot-isolation-txn",
     "double-grant",
     "reorder-append",
     "duplicate-delivery",
+    "two-leaders",
+    "duplicate-id",
 ];
+/// `two-leaders`: one in this many campaigns while another leads wins anyway.
+pub const TWO_LEADERS_ONE_IN: u64 = 3;
+/// `duplicate-id`: one in this many generates repeats the previous id.
+pub const DUPLICATE_ID_ONE_IN: u64 = 10;
 /// The workloads whose operations are transactions.
 const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Default time between a `snapshot-isolation-txn` transaction's snapshot and its commit.
@@ -105,6 +116,10 @@ pub struct MemoryOptions {
     /// Queue: one claim in `duplicate_delivery_one_in` leaves its job in the queue.
     pub duplicate_delivery: bool,
     pub duplicate_delivery_one_in: u64,
+    /// Campaigns sometimes win while another leads, in its epoch.
+    pub two_leaders: bool,
+    /// Generates sometimes repeat the previous id.
+    pub duplicate_id: bool,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -126,6 +141,8 @@ impl Default for MemoryOptions {
             reorder_one_in: DEFAULT_REORDER_ONE_IN,
             duplicate_delivery: false,
             duplicate_delivery_one_in: DEFAULT_DUPLICATE_DELIVERY_ONE_IN,
+            two_leaders: false,
+            duplicate_id: false,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -147,6 +164,8 @@ impl MemoryOptions {
                 "double-grant" => options.double_grant = true,
                 "reorder-append" => options.reorder_append = true,
                 "duplicate-delivery" => options.duplicate_delivery = true,
+                "two-leaders" => options.two_leaders = true,
+                "duplicate-id" => options.duplicate_id = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -249,6 +268,9 @@ struct State {
     /// Broadcast logs: message ids in log order.
     logs: HashMap<String, Vec<Value>>,
     queues: HashMap<String, QueueCell>,
+    elections: HashMap<String, ElectionCell>,
+    /// The last id handed out by `generate`.
+    last_id: i64,
     rng: SmallRng,
 }
 
@@ -258,6 +280,14 @@ struct QueueCell {
     ready: std::collections::VecDeque<u64>,
     claimed: HashMap<u64, u64>,
     done: std::collections::HashSet<u64>,
+}
+
+/// An election: its last epoch and its leader.
+#[derive(Debug, Default)]
+struct ElectionCell {
+    epoch: i64,
+    /// The leader's epoch, name, and when its lease ends.
+    leader: Option<(i64, String, Instant)>,
 }
 
 /// A lock and the resource it protects.
@@ -299,6 +329,8 @@ pub enum StoreError {
     StaleToken,
     #[error("not-claimed")]
     NotClaimed,
+    #[error("not-leader")]
+    NotLeader,
     #[error("bad-request: {0}")]
     BadRequest(String),
 }
@@ -453,6 +485,8 @@ impl MemoryStore {
                 locks: HashMap::new(),
                 logs: HashMap::new(),
                 queues: HashMap::new(),
+                elections: HashMap::new(),
+                last_id: 0,
                 rng,
             }),
         }
@@ -496,6 +530,8 @@ impl MemoryStore {
         state.locks.clear();
         state.logs.clear();
         state.queues.clear();
+        state.elections.clear();
+        state.last_id = 0;
     }
 
     /// Appends message `id` to `log` (with `lost-write`, sometimes acknowledged and dropped;
@@ -632,6 +668,78 @@ impl MemoryStore {
         ))
     }
 
+    /// Makes `me` the leader of `election` for the next epoch if no lease is in force (or,
+    /// with `two-leaders`, sometimes anyway, in the current leader's epoch).
+    pub fn election_campaign(
+        &self,
+        election: &str,
+        me: &str,
+        lease: Duration,
+    ) -> Result<Won, StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let twice = self.options.two_leaders && state.rng.gen_range(0..TWO_LEADERS_ONE_IN) == 0;
+        let cell = state.elections.entry(election.to_string()).or_default();
+        let epoch = match &cell.leader {
+            Some((epoch, _, end)) if *end > now => {
+                if !twice {
+                    return Ok(Won::NotElected);
+                }
+                *epoch
+            }
+            _ => {
+                cell.epoch += 1;
+                cell.epoch
+            }
+        };
+        cell.leader = Some((epoch, me.to_string(), now + lease));
+        Ok(Won::Elected(epoch))
+    }
+
+    /// The leader of `election` whose lease is in force: `{"epoch", "leader"}` or null.
+    pub fn election_leader(&self, election: &str) -> Result<Value, StoreError> {
+        let state = self.up()?;
+        let now = Instant::now();
+        Ok(
+            match state
+                .elections
+                .get(election)
+                .and_then(|c| c.leader.as_ref())
+            {
+                Some((epoch, name, end)) if *end > now => {
+                    faultline_core::election::observation(*epoch, name)
+                }
+                _ => Value::Null,
+            },
+        )
+    }
+
+    /// `me` gives up leading `epoch` of `election`; `NotLeader` when it no longer does.
+    pub fn election_resign(&self, election: &str, me: &str, epoch: i64) -> Result<(), StoreError> {
+        let mut state = self.up()?;
+        let now = Instant::now();
+        let cell = state.elections.entry(election.to_string()).or_default();
+        match &cell.leader {
+            Some((e, name, end)) if *e == epoch && name == me && *end > now => {
+                cell.leader = None;
+                Ok(())
+            }
+            _ => Err(StoreError::NotLeader),
+        }
+    }
+
+    /// The next id (with `duplicate-id`, sometimes the previous one again).
+    pub fn generate_id(&self) -> Result<i64, StoreError> {
+        let mut state = self.up()?;
+        let repeat = self.options.duplicate_id
+            && state.last_id > 0
+            && state.rng.gen_range(0..DUPLICATE_ID_ONE_IN) == 0;
+        if !repeat {
+            state.last_id += 1;
+        }
+        Ok(state.last_id)
+    }
+
     /// The register's value; null when never written.
     pub fn read(&self, key: &str) -> Result<Value, StoreError> {
         let mut state = self.up()?;
@@ -755,6 +863,45 @@ pub enum Mode {
     Broadcast,
     /// Work queues (see [`faultline_core::queue`]).
     Queue,
+    Election(ElectionSpec),
+    UniqueIds,
+}
+
+/// The memory store as an election service.
+struct MemoryElections<'a>(&'a MemoryStore);
+
+impl ElectionService for MemoryElections<'_> {
+    fn campaign<'a>(
+        &'a mut self,
+        election: &'a str,
+        me: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Won, Completion>> {
+        Box::pin(async move {
+            self.0
+                .election_campaign(election, me, lease)
+                .map_err(|e| completion(Err(e)))
+        })
+    }
+
+    fn leader<'a>(&'a mut self, election: &'a str) -> BoxFuture<'a, Completion> {
+        Box::pin(async move { completion(self.0.election_leader(election)) })
+    }
+
+    fn resign<'a>(
+        &'a mut self,
+        election: &'a str,
+        me: &'a str,
+        epoch: i64,
+    ) -> BoxFuture<'a, Completion> {
+        Box::pin(async move {
+            completion(
+                self.0
+                    .election_resign(election, me, epoch)
+                    .map(|()| Value::Null),
+            )
+        })
+    }
 }
 
 /// Every memory client opened gets its own claimant id for queue claims.
@@ -851,6 +998,8 @@ pub struct MemoryClient {
     holder: Holder,
     /// The queue workload: whose claims this client's are.
     claimant: u64,
+    /// The election workload: the epoch this client leads.
+    candidate: Candidate,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -863,6 +1012,7 @@ impl MemoryClient {
             mode,
             holder: Holder::default(),
             claimant: NEXT_CLAIMANT.fetch_add(1, Ordering::Relaxed),
+            candidate: Candidate::default(),
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -990,6 +1140,16 @@ impl Client for MemoryClient {
                     let mut service = MemoryLocks(&self.store);
                     self.holder.invoke(&mut service, &spec, op).await
                 }
+                Mode::Election(spec) => {
+                    let mut service = MemoryElections(&self.store);
+                    self.candidate.invoke(&mut service, &spec, op).await
+                }
+                Mode::UniqueIds if op.f == faultline_core::unique_ids::GENERATE => {
+                    completion(self.store.generate_id().map(Value::from))
+                }
+                Mode::UniqueIds => {
+                    Completion::fail(format!("unsupported: {} in the unique-ids workload", op.f))
+                }
             };
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
@@ -1026,6 +1186,24 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
             option: "bank".into(),
             why,
         })?),
+        "election" => {
+            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "memory".into(),
+                option: "election".into(),
+                why,
+            })?;
+            if spec.candidates != Candidates::Clients {
+                return Err(TargetError::BadOption {
+                    target: "memory".into(),
+                    option: "candidates".into(),
+                    why: "the memory store has no nodes that elect among themselves; its \
+                          candidates are the clients"
+                        .into(),
+                });
+            }
+            Mode::Election(spec)
+        }
+        "unique-ids" => Mode::UniqueIds,
         other => {
             return Err(TargetError::UnsupportedWorkload {
                 target: "memory".into(),
@@ -1039,10 +1217,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     for bug in &test.bugs {
         let applies = match bug.as_str() {
             "double-grant" => locking,
+            "two-leaders" => matches!(mode, Mode::Election(_)),
+            "duplicate-id" => mode == Mode::UniqueIds,
             "snapshot-isolation-txn" => transactional,
             "reorder-append" => mode == Mode::Broadcast,
             "duplicate-delivery" => mode == Mode::Queue,
-            "lost-write" => !transactional && !locking,
+            "lost-write" => matches!(
+                mode,
+                Mode::Register | Mode::Set | Mode::Broadcast | Mode::Queue
+            ),
             _ => matches!(mode, Mode::Register | Mode::Set),
         };
         if !applies {

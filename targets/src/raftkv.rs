@@ -72,9 +72,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use faultline_core::election::{Candidates, ElectionSpec, LEADER};
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
+use faultline_core::unique_ids::GENERATE;
 use faultline_core::{
     BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, LogProbe,
     LogStatus, Net, Node, Pause, Primary, Remote, Test,
@@ -85,6 +87,7 @@ use crate::http::{Connection, RequestError, Response};
 use crate::local::free_port;
 use crate::lock::Holder;
 use crate::proxy::FaultProxy;
+use crate::raftkv_election;
 use crate::raftkv_lock::RaftkvLocks;
 use crate::{Target, TargetError};
 
@@ -1134,6 +1137,10 @@ pub enum ClientMode {
     Broadcast,
     /// Work queues (see [`crate::raftkv_log`]).
     Queue,
+    /// The election workload, its nodes as the candidates (see [`crate::raftkv_election`]).
+    Election,
+    /// The unique-ids workload (see [`crate::raftkv_election`]).
+    UniqueIds,
 }
 
 /// What became of one request.
@@ -1212,8 +1219,10 @@ impl RaftkvClient {
         }
     }
 
-    async fn call(&mut self, op: &Invocation) -> Completion {
+    async fn call(&mut self, test: &Test, op: &Invocation) -> Completion {
         match (self.mode, op.f.as_str()) {
+            (ClientMode::Election, LEADER) => raftkv_election::leader(self, test).await,
+            (ClientMode::UniqueIds, GENERATE) => raftkv_election::generate(self).await,
             (ClientMode::Register, _) => self.register(op).await,
             (ClientMode::Txn, "txn") => self.txn(op).await,
             (ClientMode::Bank(bank), "read") => self.bank_read(&bank).await,
@@ -1444,8 +1453,8 @@ impl Client for RaftkvClient {
         })
     }
 
-    fn invoke<'a>(&'a mut self, _test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
-        Box::pin(self.call(op))
+    fn invoke<'a>(&'a mut self, test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
+        Box::pin(self.call(test, op))
     }
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
@@ -1473,6 +1482,24 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 })?,
             )
         }
+        "election" => {
+            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "raftkv".into(),
+                option: "election".into(),
+                why,
+            })?;
+            if spec.candidates != Candidates::Nodes {
+                return Err(TargetError::BadOption {
+                    target: "raftkv".into(),
+                    option: "candidates".into(),
+                    why: "raftkv's nodes elect their leader among themselves; a client cannot \
+                          campaign (use candidates: nodes)"
+                        .into(),
+                });
+            }
+            ClientMode::Election
+        }
+        "unique-ids" => ClientMode::UniqueIds,
         "bank" => {
             ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
                 target: "raftkv".into(),

@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::election::{Candidates, ElectionSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::{
@@ -52,6 +53,7 @@ use zookeeper_client as zk;
 
 use crate::cluster::{self, log_tail, resolve, Cluster, Options};
 use crate::daemon::{self, Daemon};
+use crate::zookeeper_election::{Mode as ElectionMode, ZookeeperElectionClient};
 use crate::zookeeper_lock::ZookeeperLockClient;
 use crate::zookeeper_log::{LogMode, ZookeeperLogClient};
 use crate::{Target, TargetError};
@@ -920,15 +922,18 @@ impl ZookeeperClient {
 
 /// The ZooKeeper target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    let log_mode = match test.workload.as_str() {
-        "broadcast" | "log" => Some(LogMode::Broadcast),
-        "queue" => Some(LogMode::Queue),
-        _ => None,
-    };
-    let lock_spec = match test.workload.as_str() {
-        "register" | "broadcast" | "log" | "queue" => None,
+    enum Kind {
+        Register,
+        Lock(LockSpec),
+        Election(ElectionMode),
+        Log(LogMode),
+    }
+    let kind = match test.workload.as_str() {
+        "register" => Kind::Register,
+        "broadcast" | "log" => Kind::Log(LogMode::Broadcast),
+        "queue" => Kind::Log(LogMode::Queue),
         "lock" | "fenced-lock" => {
-            Some(
+            Kind::Lock(
                 LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
                     target: "zookeeper".into(),
                     option: "lock".into(),
@@ -936,6 +941,24 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 })?,
             )
         }
+        "election" => {
+            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                target: "zookeeper".into(),
+                option: "election".into(),
+                why,
+            })?;
+            if spec.candidates != Candidates::Clients {
+                return Err(TargetError::BadOption {
+                    target: "zookeeper".into(),
+                    option: "candidates".into(),
+                    why: "ZooKeeper's election recipe elects among its clients; its servers' \
+                          own leader is not exposed as an election"
+                        .into(),
+                });
+            }
+            Kind::Election(ElectionMode::Election(spec))
+        }
+        "unique-ids" => Kind::Election(ElectionMode::UniqueIds),
         _ => {
             return Err(TargetError::UnsupportedWorkload {
                 target: "zookeeper".into(),
@@ -950,15 +973,20 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
     let db = Arc::new(ZookeeperDb::from_test(test)?);
     let request_timeout = Duration::from_millis(request_timeout_ms);
-    let client: Arc<dyn Client> = match (lock_spec, log_mode) {
-        (_, Some(mode)) => Arc::new(ZookeeperLogClient::new(
+    let client: Arc<dyn Client> = match kind {
+        Kind::Log(mode) => Arc::new(ZookeeperLogClient::new(
             db.clone(),
             mode,
             sync_reads,
             request_timeout,
         )),
-        (Some(spec), None) => Arc::new(ZookeeperLockClient::new(db.clone(), spec, request_timeout)),
-        (None, None) => Arc::new(ZookeeperClient::new(
+        Kind::Lock(spec) => Arc::new(ZookeeperLockClient::new(db.clone(), spec, request_timeout)),
+        Kind::Election(mode) => Arc::new(ZookeeperElectionClient::new(
+            db.clone(),
+            mode,
+            request_timeout,
+        )),
+        Kind::Register => Arc::new(ZookeeperClient::new(
             db.clone(),
             sync_reads,
             request_timeout,

@@ -11,8 +11,9 @@
 //! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
 //! in `test.workload_options`) and [`bank`]; [`lock`] (`lock`, `fenced-lock`: leases and
 //! fencing tokens, see [`faultline_core::lock`]); [`broadcast`] (`broadcast`, alias `log`: total
-//! order broadcast, see [`faultline_core::broadcast`]) and [`queue`] (work queues, see
-//! [`faultline_core::queue`]). What a client of a transactional workload
+//! order broadcast, see [`faultline_core::broadcast`]), [`queue`] (work queues, see
+//! [`faultline_core::queue`]), [`election`] (leader election, see
+//! [`faultline_core::election`]) and [`unique_ids`]. What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -31,6 +32,7 @@
 pub mod bank;
 pub mod broadcast;
 pub mod clock;
+pub mod election;
 pub mod generator;
 pub mod interpreter;
 pub mod lock;
@@ -38,6 +40,7 @@ pub mod queue;
 pub mod register;
 pub mod set;
 pub mod txn;
+pub mod unique_ids;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -49,7 +52,7 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 12] = [
     "register",
     "set",
     "list-append",
@@ -60,6 +63,8 @@ pub const NAMES: [&str; 10] = [
     "broadcast",
     "log",
     "queue",
+    "election",
+    "unique-ids",
 ];
 /// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
 pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
@@ -147,7 +152,8 @@ impl Checked {
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
     let own_options = TXN_NAMES.contains(&test.workload.as_str())
         || LOCK_NAMES.contains(&test.workload.as_str())
-        || test.workload == "queue";
+        || test.workload == "queue"
+        || test.workload == "election";
     if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
@@ -166,6 +172,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "lock" | "fenced-lock" => lock::workload(test),
         "broadcast" | "log" => Ok(broadcast::workload()),
         "queue" => queue::workload(test),
+        "election" => election::workload(test),
+        "unique-ids" => Ok(unique_ids::workload()),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }

@@ -1,0 +1,140 @@
+//! `faultline check --model election` and `--model unique-ids`: the election and unique-ids
+//! workloads' histories (see `faultline_checker::election` and `faultline_checker::unique_ids`),
+//! checked offline as `faultline test` checks them. When the history lies in a run directory
+//! (a `test.json` beside it), the election check takes that run's termination bound and, when
+//! the nodes were the candidates, its node names; otherwise the defaults.
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use faultline_checker::election::{self, ElectionOptions};
+use faultline_checker::{unique_ids, Validity};
+use faultline_core::import::{read_history_file, Format};
+use faultline_core::Test;
+
+use crate::check::{combined_exit, print_not_checked};
+use crate::EXIT_BAD_INPUT;
+
+/// The model names `--model` takes for these checkers.
+pub const MODELS: [&str; 2] = ["election", "unique-ids"];
+
+/// What `check` passes on.
+pub struct Inputs<'a> {
+    pub model: &'a str,
+    pub files: &'a [PathBuf],
+    pub format: Format,
+    pub json: bool,
+}
+
+/// A verdict, its result as JSON, its explanation and a one-line summary.
+struct Checked {
+    valid: Validity,
+    result: Value,
+    explanation: String,
+    summary: String,
+}
+
+/// The election options of the run `file` belongs to, if it has a readable `test.json`.
+fn election_options(file: &Path) -> ElectionOptions {
+    let test: Option<Test> = file
+        .parent()
+        .map(|dir| dir.join("test.json"))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| serde_json::from_str(&text).ok());
+    match test {
+        Some(test) if test.workload == "election" => {
+            faultline_workloads::election::check_options(&test)
+        }
+        _ => ElectionOptions::default(),
+    }
+}
+
+fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> {
+    let (history, _format) = read_history_file(file, inputs.format).map_err(|e| e.to_string())?;
+    let ops = history.client_ops().count() / 2;
+    let checked = if inputs.model == "election" {
+        let result =
+            election::check(&history, &election_options(file)).map_err(|e| e.to_string())?;
+        Checked {
+            valid: result.valid,
+            summary: format!(
+                "{} campaigns, {} elected, {} observations of {} epochs",
+                result.campaigns, result.elected, result.observations, result.epochs
+            ),
+            explanation: result.explain(),
+            result: serde_json::to_value(&result).expect("results serialize"),
+        }
+    } else {
+        let result = unique_ids::check(&history).map_err(|e| e.to_string())?;
+        Checked {
+            valid: result.valid,
+            summary: format!(
+                "{} ids acknowledged, {} duplicated",
+                result.acknowledged, result.duplicate_count
+            ),
+            explanation: result.explain(),
+            result: serde_json::to_value(&result).expect("results serialize"),
+        }
+    };
+    Ok((checked, ops))
+}
+
+pub fn run(inputs: &Inputs) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut codes = Vec::new();
+    let model = inputs.model;
+    for file in inputs.files {
+        let started = Instant::now();
+        let outcome = check_file(inputs, file);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut out = stdout.lock();
+        match &outcome {
+            Ok((checked, ops)) => {
+                codes.push(checked.valid.exit_code() as u8);
+                if inputs.json {
+                    let mut line = json!({
+                        "file": file.display().to_string(),
+                        "model": model,
+                        "valid": checked.valid.to_json(),
+                        "ops": ops,
+                        "elapsed_ms": (elapsed_ms * 1000.0).round() / 1000.0,
+                    });
+                    if checked.valid != Validity::Valid {
+                        line["result"] = checked.result.clone();
+                        line["explanation"] = Value::String(checked.explanation.clone());
+                    }
+                    let _ = writeln!(out, "{line}");
+                } else {
+                    let verdict = match checked.valid {
+                        Validity::Valid => "valid",
+                        Validity::Invalid => "INVALID",
+                        Validity::Unknown => "unknown",
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{}: {verdict} ({model}, {ops} ops, {}, {elapsed_ms:.1} ms)",
+                        file.display(),
+                        checked.summary
+                    );
+                    for line in checked.explanation.lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+            }
+            Err(why) => {
+                codes.push(EXIT_BAD_INPUT);
+                if inputs.json {
+                    let line = json!({"file": file.display().to_string(), "model": model,
+                                      "valid": "unknown", "reason": why});
+                    let _ = writeln!(out, "{line}");
+                } else {
+                    print_not_checked(&mut out, file.display(), "cannot check", why);
+                }
+            }
+        }
+    }
+    ExitCode::from(combined_exit(codes.into_iter()))
+}
