@@ -21,6 +21,7 @@
 pub mod client;
 pub mod db;
 pub mod edn;
+pub mod ephemeral;
 pub mod error;
 pub mod future;
 pub mod harness_error;
@@ -33,6 +34,7 @@ pub mod net;
 pub mod remote;
 pub mod test;
 pub mod txn;
+pub mod watch;
 
 pub use client::{Client, Completion, Invocation};
 pub use db::{ClockSkew, Db, Kill, Node, Pause, Primary};
