@@ -23,12 +23,14 @@
 //! kept for histories that are not histories (malformed pairing); a history the model cannot
 //! interpret is `unknown`, with the reason.
 
+pub mod ephemeral;
 pub mod linearizability;
 pub mod lock;
 pub mod models;
 pub mod set;
 pub mod txn;
 mod validity;
+pub mod watch;
 
 pub use models::{ModelKind, ModelOptions};
 pub use validity::Validity;
