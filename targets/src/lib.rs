@@ -42,6 +42,7 @@ pub mod iptables;
 pub mod local;
 pub mod lock;
 pub mod memory;
+pub mod memory_coordination;
 pub mod orphans;
 pub mod postgres;
 pub mod proxy;

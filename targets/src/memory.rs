@@ -13,10 +13,14 @@
 //! | `lost-write` | one in `lost_write_one_in` (default 10) writes and adds is acknowledged and dropped | register: reads miss an acknowledged write (not linearizable); set: lost elements |
 //! | `snapshot-isolation-txn` | a transaction reads a snapshot when it starts and commits `si_window_ms` (default 2 ms) later, aborting only if a key it *writes* changed meanwhile (first committer wins) | rw-register / list-append: write skew (G2-item), not serializable; valid under snapshot-isolation |
 //! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
+//! | `drop-event` | a watch leaves out one event in 5 | watch: a gap in a watch that promised every change |
+//! | `reorder-event` | a watch swaps one event in 5 with the next of its key | watch: events of a key out of revision order |
+//! | `outlive-lease` | registrations never expire | ephemeral: a registration listed after its TTL and slack |
 //!
 //! `stale-read` and `lost-write` apply to registers and sets; `snapshot-isolation-txn` to the
 //! transactional workloads; `double-grant` to the lock workloads (asking for a bug the workload
-//! cannot show is a bad argument).
+//! cannot show is a bad argument); `drop-event` and `reorder-event` to `watch`, `outlive-lease` to
+//! `ephemeral` (both in [`crate::memory_coordination`]).
 //!
 //! Locks (`lock`, `fenced-lock`; see [`faultline_core::lock`]): a lock holds its holder's token
 //! and lease end (on this process's monotonic clock), a counter of grants for tokens, and a
@@ -36,25 +40,31 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use faultline_core::ephemeral::{stall_request, EphemeralSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
+use faultline_core::watch::{key_name, watch_request, WatchSpec};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
 use crate::lock::{Grant, Holder, LockService};
+use crate::memory_coordination::{Registry, WatchLog};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 4] = [
+pub const BUGS: [&str; 7] = [
     "stale-read",
     "lost-write",
     "snapshot-isolation-txn",
     "double-grant",
+    "drop-event",
+    "reorder-event",
+    "outlive-lease",
 ];
 /// The workloads whose operations are transactions.
 const TXN_WORKLOADS: [&str; 3] = ["list-append", "rw-register", "bank"];
@@ -81,6 +91,10 @@ pub struct MemoryOptions {
     /// Acquires of a held lock are granted anyway, one in `double_grant_one_in`.
     pub double_grant: bool,
     pub double_grant_one_in: u64,
+    /// Watches leave events out / reorder them; registrations never expire.
+    pub drop_event: bool,
+    pub reorder_event: bool,
+    pub outlive_lease: bool,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -98,6 +112,9 @@ impl Default for MemoryOptions {
             lost_write_one_in: DEFAULT_LOST_WRITE_ONE_IN,
             double_grant: false,
             double_grant_one_in: DEFAULT_DOUBLE_GRANT_ONE_IN,
+            drop_event: false,
+            reorder_event: false,
+            outlive_lease: false,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -117,6 +134,9 @@ impl MemoryOptions {
                 "lost-write" => options.lost_write = true,
                 "snapshot-isolation-txn" => options.snapshot_isolation_txn = true,
                 "double-grant" => options.double_grant = true,
+                "drop-event" => options.drop_event = true,
+                "reorder-event" => options.reorder_event = true,
+                "outlive-lease" => options.outlive_lease = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -211,6 +231,8 @@ struct State {
     /// Transactions committed so far: the version a snapshot is taken at.
     commits: u64,
     locks: HashMap<String, LockCell>,
+    watch_log: WatchLog,
+    registry: Registry,
     rng: SmallRng,
 }
 
@@ -403,6 +425,8 @@ impl MemoryStore {
                 cells: HashMap::new(),
                 commits: 0,
                 locks: HashMap::new(),
+                watch_log: WatchLog::default(),
+                registry: Registry::default(),
                 rng,
             }),
         }
@@ -444,6 +468,8 @@ impl MemoryStore {
         state.cells.clear();
         state.commits = 0;
         state.locks.clear();
+        state.watch_log = WatchLog::default();
+        state.registry = Registry::default();
     }
 
     /// Grants `lock` for `lease` if it is free or its lease has ended (or, with
@@ -626,6 +652,8 @@ pub enum Mode {
     Txn,
     Bank(Bank),
     Lock(LockSpec),
+    Watch(WatchSpec),
+    Ephemeral(EphemeralSpec),
 }
 
 /// The memory store as a lock service.
@@ -717,6 +745,10 @@ pub struct MemoryClient {
     mode: Mode,
     /// The lock workloads: this client's hold.
     holder: Holder,
+    /// The watch workload: where this client's watch continues (`None`: start over).
+    watch_next: Option<i64>,
+    /// The ephemeral workload: this client's registration.
+    registration: Option<String>,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -728,6 +760,8 @@ impl MemoryClient {
             store,
             mode,
             holder: Holder::default(),
+            watch_next: None,
+            registration: None,
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -753,6 +787,140 @@ impl MemoryClient {
             (mode, f) => return Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         };
         completion(outcome)
+    }
+
+    /// A `watch` workload operation: a write commits at once; a watch starts over with a read
+    /// when it has nowhere to continue from, waits its duration, then takes every change since.
+    async fn apply_watch(&mut self, op: &Invocation) -> Completion {
+        let store = &self.store;
+        match op.f.as_str() {
+            "write" => {
+                let key = key_name(op.key.as_ref());
+                completion(store.up().map(|mut state| {
+                    let revision = state.watch_log.write(&key, op.value.clone());
+                    json!({"value": op.value, "revision": revision})
+                }))
+            }
+            "watch" => {
+                let (keys, duration_ms) = match watch_request(&op.value) {
+                    Ok(request) => request,
+                    Err(why) => return Completion::fail(format!("bad-request: {why}")),
+                };
+                let mut events = Vec::new();
+                let from = match self.watch_next {
+                    Some(next) => next,
+                    None => match store.up() {
+                        Ok(state) => {
+                            let (read, from) = state.watch_log.read(&keys);
+                            events.extend(read);
+                            from
+                        }
+                        Err(e) => return completion(Err(e)),
+                    },
+                };
+                tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                let told = match store.up() {
+                    Ok(mut state) => {
+                        let state = &mut *state;
+                        state.watch_log.since(
+                            &keys,
+                            from,
+                            store.options.drop_event,
+                            store.options.reorder_event,
+                            &mut state.rng,
+                        )
+                    }
+                    // Whatever was read is lost with the store: start over next time.
+                    Err(e) => {
+                        self.watch_next = None;
+                        return completion(Err(e));
+                    }
+                };
+                events.extend(told.events);
+                self.watch_next = Some(told.next);
+                let events: Vec<Value> = events
+                    .into_iter()
+                    .map(|(k, v, r)| json!([k, v, r]))
+                    .collect();
+                Completion::Ok(json!({"events": events, "from": from, "next": told.next}))
+            }
+            f => Completion::fail(format!("unsupported: {f} in the watch workload")),
+        }
+    }
+
+    /// An `ephemeral` workload operation on the store's registry.
+    async fn apply_ephemeral(&mut self, op: &Invocation) -> Completion {
+        let outlive = self.store.options.outlive_lease;
+        let name = key_name(op.key.as_ref());
+        let registry = |f: &mut dyn FnMut(&mut Registry) -> Completion| match self.store.up() {
+            Ok(mut state) => f(&mut state.registry),
+            Err(e) => completion(Err(e)),
+        };
+        match op.f.as_str() {
+            "register" => {
+                if self.registration.is_some() {
+                    return Completion::fail("already-registered");
+                }
+                let Some(ttl_ms) = op.value.get("ttl_ms").and_then(Value::as_u64) else {
+                    return Completion::fail("bad-request: register takes {\"ttl_ms\": T}");
+                };
+                let ttl = Duration::from_millis(ttl_ms);
+                let done = registry(&mut |r| {
+                    if r.register(&name, ttl, Instant::now(), outlive) {
+                        Completion::Ok(json!({ "ttl_ms": ttl_ms }))
+                    } else {
+                        Completion::fail("name-taken")
+                    }
+                });
+                if matches!(done, Completion::Ok(_)) {
+                    self.registration = Some(name);
+                }
+                done
+            }
+            "stall" => {
+                let ms = match stall_request(&op.value) {
+                    Ok(ms) => ms,
+                    Err(why) => return Completion::fail(format!("bad-request: {why}")),
+                };
+                if self.registration.as_deref() != Some(name.as_str()) {
+                    return Completion::fail("not-registered");
+                }
+                let stalled = registry(&mut |r| {
+                    if r.stall(&name, Instant::now(), outlive) {
+                        Completion::Ok(Value::Null)
+                    } else {
+                        Completion::fail("not-registered")
+                    }
+                });
+                if !matches!(stalled, Completion::Ok(_)) {
+                    self.registration = None;
+                    return stalled;
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let resumed = registry(&mut |r| {
+                    let alive = r.resume(&name, Instant::now(), outlive);
+                    Completion::Ok(json!({"quiet_after_ms": 0, "alive": alive}))
+                });
+                if resumed != Completion::Ok(json!({"quiet_after_ms": 0, "alive": true})) {
+                    self.registration = None;
+                }
+                resumed
+            }
+            "deregister" => {
+                if self.registration.take().as_deref() != Some(name.as_str()) {
+                    return Completion::fail("not-registered");
+                }
+                registry(&mut |r| {
+                    if r.deregister(&name, Instant::now(), outlive) {
+                        Completion::Ok(Value::Null)
+                    } else {
+                        Completion::fail("not-registered")
+                    }
+                })
+            }
+            "list" => registry(&mut |r| Completion::Ok(r.list(Instant::now(), outlive))),
+            f => Completion::fail(format!("unsupported: {f} in the ephemeral workload")),
+        }
     }
 
     /// The transactional request an operation asks for; `Err` is a definite `fail` (nothing
@@ -831,6 +999,8 @@ impl Client for MemoryClient {
                     let mut service = MemoryLocks(&self.store);
                     self.holder.invoke(&mut service, &spec, op).await
                 }
+                Mode::Watch(_) => self.apply_watch(op).await,
+                Mode::Ephemeral(_) => self.apply_ephemeral(op).await,
             };
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
@@ -840,7 +1010,19 @@ impl Client for MemoryClient {
     }
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async {
+            // A closed session's registration goes with it.
+            if let Some(name) = self.registration.take() {
+                if let Ok(mut state) = self.store.up() {
+                    state.registry.deregister(
+                        &name,
+                        Instant::now(),
+                        self.store.options.outlive_lease,
+                    );
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -860,6 +1042,22 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 })?,
             )
         }
+        "watch" => {
+            Mode::Watch(
+                WatchSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "memory".into(),
+                    option: "watch".into(),
+                    why,
+                })?,
+            )
+        }
+        "ephemeral" => Mode::Ephemeral(EphemeralSpec::from_test(test).map_err(|why| {
+            TargetError::BadOption {
+                target: "memory".into(),
+                option: "ephemeral".into(),
+                why,
+            }
+        })?),
         "bank" => Mode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
             target: "memory".into(),
             option: "bank".into(),
@@ -875,11 +1073,15 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     // A bug the workload's operations never meet would pass silently: refuse it.
     let transactional = TXN_WORKLOADS.contains(&test.workload.as_str());
     let locking = matches!(mode, Mode::Lock(_));
+    let watching = matches!(mode, Mode::Watch(_));
+    let registering = matches!(mode, Mode::Ephemeral(_));
     for bug in &test.bugs {
         let applies = match bug.as_str() {
             "double-grant" => locking,
             "snapshot-isolation-txn" => transactional,
-            _ => !transactional && !locking,
+            "drop-event" | "reorder-event" => watching,
+            "outlive-lease" => registering,
+            _ => !transactional && !locking && !watching && !registering,
         };
         if !applies {
             return Err(TargetError::BugNotApplicable {

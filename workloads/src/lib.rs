@@ -10,7 +10,9 @@
 //! Workloads: [`register`] (linearizability per key), [`set`], and the transactional
 //! [`txn`] (`list-append`, `rw-register`: Elle's generators, checked for the consistency model
 //! in `test.workload_options`) and [`bank`]; [`lock`] (`lock`, `fenced-lock`: leases and
-//! fencing tokens, see [`faultline_core::lock`]). What a client of a transactional workload
+//! fencing tokens, see [`faultline_core::lock`]); [`watch`] (change notification, see
+//! [`faultline_core::watch`]) and [`ephemeral`] (failure detection through ephemeral
+//! registrations, see [`faultline_core::ephemeral`]). What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -28,12 +30,14 @@
 
 pub mod bank;
 pub mod clock;
+pub mod ephemeral;
 pub mod generator;
 pub mod interpreter;
 pub mod lock;
 pub mod register;
 pub mod set;
 pub mod txn;
+pub mod watch;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,7 +49,7 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 9] = [
     "register",
     "set",
     "list-append",
@@ -53,9 +57,13 @@ pub const NAMES: [&str; 7] = [
     "bank",
     "lock",
     "fenced-lock",
+    "watch",
+    "ephemeral",
 ];
 /// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
 pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
+/// The coordination workloads with options of their own besides the locks'.
+pub const COORDINATION_NAMES: [&str; 2] = ["watch", "ephemeral"];
 /// The transactional workloads: they take `--consistency` and the key and length options.
 pub const TXN_NAMES: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Every workload name `CONTRACTS.md` promises, available or not.
@@ -137,8 +145,9 @@ impl Checked {
 /// transactional workloads' (see [`txn`] and [`bank`]) and the lock workloads' (see [`lock`]);
 /// the register and set workloads take none.
 pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
-    let own_options =
-        TXN_NAMES.contains(&test.workload.as_str()) || LOCK_NAMES.contains(&test.workload.as_str());
+    let own_options = TXN_NAMES.contains(&test.workload.as_str())
+        || LOCK_NAMES.contains(&test.workload.as_str())
+        || COORDINATION_NAMES.contains(&test.workload.as_str());
     if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
@@ -155,6 +164,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "rw-register" => txn::workload(test, DataModel::RwRegister),
         "bank" => bank::workload(test),
         "lock" | "fenced-lock" => lock::workload(test),
+        "watch" => watch::workload(test),
+        "ephemeral" => ephemeral::workload(test),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }
