@@ -39,9 +39,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_core::ephemeral::EphemeralSpec;
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, Bank, Transfer};
+use faultline_core::watch::WatchSpec;
 use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Primary, Test,
 };
@@ -574,6 +576,10 @@ pub enum ClientMode {
     Bank(Bank),
     /// The lock workloads (see [`crate::etcd_lock`]).
     Lock(LockSpec),
+    /// Change notification (see [`crate::etcd_watch`]).
+    Watch(WatchSpec),
+    /// Ephemeral registrations (see [`crate::etcd_ephemeral`]).
+    Ephemeral(EphemeralSpec),
 }
 
 /// What became of one request.
@@ -602,11 +608,20 @@ pub struct EtcdClient {
     /// The lock workloads go through etcd's lock API (option `lock_api`).
     lock_api: bool,
     lock_key: Option<String>,
+    /// The watch workload: the revision this client's watch continues from.
+    watch_next: Option<i64>,
+    /// The ephemeral workload: this client's registration and its keepalive task.
+    registration: Option<crate::etcd_ephemeral::Registration>,
 }
 
 impl EtcdClient {
     pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// The member's gateway address, once opened.
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.addr
     }
 
     /// One gateway request, bounded by `deadline` (connecting first if needed).
@@ -675,6 +690,19 @@ impl EtcdClient {
                 self.lock_lease = lease;
                 self.fence_ready = fence_ready;
                 self.lock_key = api_key;
+                completion
+            }
+            (ClientMode::Watch(_), "write") => crate::etcd_watch::write(self, op).await,
+            (ClientMode::Watch(_), "watch") => {
+                let mut next = self.watch_next.take();
+                let completion = crate::etcd_watch::watch(self, &mut next, op).await;
+                self.watch_next = next;
+                completion
+            }
+            (ClientMode::Ephemeral(_), _) => {
+                let mut registration = self.registration.take();
+                let completion = crate::etcd_ephemeral::invoke(self, &mut registration, op).await;
+                self.registration = registration;
                 completion
             }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
@@ -882,6 +910,8 @@ impl Client for EtcdClient {
                 fence_ready: false,
                 lock_api: self.lock_api,
                 lock_key: None,
+                watch_next: None,
+                registration: None,
             }) as Box<dyn Client>)
         })
     }
@@ -892,6 +922,8 @@ impl Client for EtcdClient {
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
+            let mut registration = self.registration.take();
+            crate::etcd_ephemeral::close(self, &mut registration).await;
             self.connection = None;
             Ok(())
         })
@@ -951,38 +983,63 @@ impl EtcdClient {
             fence_ready: false,
             lock_api: false,
             lock_key: None,
+            watch_next: None,
+            registration: None,
         }
     }
 }
 
 /// The etcd target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    let mode = match test.workload.as_str() {
-        "register" => ClientMode::Register,
-        "list-append" | "rw-register" => ClientMode::Txn,
-        "lock" | "fenced-lock" => {
-            ClientMode::Lock(
-                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
+    let mode =
+        match test.workload.as_str() {
+            "register" => ClientMode::Register,
+            "list-append" | "rw-register" => ClientMode::Txn,
+            "lock" | "fenced-lock" => {
+                ClientMode::Lock(LockSpec::from_test(test).map_err(|why| {
+                    TargetError::BadOption {
+                        target: "etcd".into(),
+                        option: "lock".into(),
+                        why,
+                    }
+                })?)
+            }
+            "bank" => {
+                ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
                     target: "etcd".into(),
-                    option: "lock".into(),
+                    option: "bank".into(),
                     why,
-                })?,
-            )
-        }
-        "bank" => {
-            ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
-                target: "etcd".into(),
-                option: "bank".into(),
-                why,
-            })?)
-        }
-        other => {
-            return Err(TargetError::UnsupportedWorkload {
-                target: "etcd".into(),
-                workload: other.to_string(),
-            })
-        }
-    };
+                })?)
+            }
+            "watch" => ClientMode::Watch(WatchSpec::from_test(test).map_err(|why| {
+                TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "watch".into(),
+                    why,
+                }
+            })?),
+            "ephemeral" => {
+                let bad = |why: String| TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "ttl_ms".into(),
+                    why,
+                };
+                let spec = EphemeralSpec::from_test(test).map_err(bad)?;
+                if spec.ttl_ms % 1000 != 0 {
+                    return Err(bad(format!(
+                        "etcd's leases count whole seconds: a multiple of 1000, got {}",
+                        spec.ttl_ms
+                    )));
+                }
+                ClientMode::Ephemeral(spec)
+            }
+            other => {
+                return Err(TargetError::UnsupportedWorkload {
+                    target: "etcd".into(),
+                    workload: other.to_string(),
+                })
+            }
+        };
     let options = Options::new("etcd", test, &OPTIONS)?;
     let read_mode = match options.string("read_mode")?.as_deref() {
         None | Some("linearizable") => ReadMode::Linearizable,

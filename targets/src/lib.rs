@@ -35,8 +35,10 @@ pub mod cluster;
 pub mod custom;
 pub mod daemon;
 pub mod etcd;
+pub mod etcd_ephemeral;
 pub mod etcd_lock;
 pub mod etcd_txn;
+pub mod etcd_watch;
 pub mod http;
 pub mod iptables;
 pub mod local;
@@ -51,7 +53,9 @@ pub mod raftkv_lock;
 pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
+pub mod zookeeper_ephemeral;
 pub mod zookeeper_lock;
+pub mod zookeeper_watch;
 
 use std::sync::Arc;
 
