@@ -23,10 +23,10 @@
 //!     after each notification.
 //!   - A client reports a value only when its revision differs from the last it reported for
 //!     that key (a re-read that finds nothing new is not an event).
-//!   - `Fail` when the watch certainly could not run (etcd: the revision was compacted); the
-//!     client then starts over with a read. `Info` when unknown: a watch changes nothing, so an
-//!     `info` watch only means its events were lost; the worker continues as a new process,
-//!     which starts over.
+//!   - `Fail` when the watch certainly could not run; the next watch continues from the same
+//!     place, except after a compacted revision (etcd), when the client starts over with a
+//!     read. `Info` when unknown: a watch changes nothing, so an `info` watch only means its
+//!     events were lost; the worker continues as a new process, which starts over.
 //!
 //! ```
 //! use faultline_core::watch::{WatchSpec, watch_request};

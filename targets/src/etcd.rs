@@ -608,8 +608,8 @@ pub struct EtcdClient {
     /// The lock workloads go through etcd's lock API (option `lock_api`).
     lock_api: bool,
     lock_key: Option<String>,
-    /// The watch workload: the revision this client's watch continues from.
-    watch_next: Option<i64>,
+    /// The watch workload: this client's watch stream.
+    watch: crate::etcd_watch::WatchState,
     /// The ephemeral workload: this client's registration and its keepalive task.
     registration: Option<crate::etcd_ephemeral::Registration>,
 }
@@ -694,9 +694,9 @@ impl EtcdClient {
             }
             (ClientMode::Watch(_), "write") => crate::etcd_watch::write(self, op).await,
             (ClientMode::Watch(_), "watch") => {
-                let mut next = self.watch_next.take();
-                let completion = crate::etcd_watch::watch(self, &mut next, op).await;
-                self.watch_next = next;
+                let mut state = std::mem::take(&mut self.watch);
+                let completion = crate::etcd_watch::watch(self, &mut state, op).await;
+                self.watch = state;
                 completion
             }
             (ClientMode::Ephemeral(_), _) => {
@@ -910,7 +910,7 @@ impl Client for EtcdClient {
                 fence_ready: false,
                 lock_api: self.lock_api,
                 lock_key: None,
-                watch_next: None,
+                watch: Default::default(),
                 registration: None,
             }) as Box<dyn Client>)
         })
@@ -983,7 +983,7 @@ impl EtcdClient {
             fence_ready: false,
             lock_api: false,
             lock_key: None,
-            watch_next: None,
+            watch: Default::default(),
             registration: None,
         }
     }

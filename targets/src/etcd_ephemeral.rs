@@ -194,6 +194,13 @@ pub async fn invoke(
             }) else {
                 return Completion::info(format!("lease grant: unreadable reply {grant}"));
             };
+            let granted = int(grant.get("TTL")).unwrap_or(0);
+            if granted != seconds as i64 {
+                let _ = call(client, "/v3/lease/revoke", json!({ "ID": lease })).await;
+                return Completion::fail(format!(
+                    "etcd granted a TTL of {granted} s, not {seconds} s"
+                ));
+            }
             let key = format!("{PREFIX}{name}");
             let put = json!({
                 "key": base64_encode(key.as_bytes()),

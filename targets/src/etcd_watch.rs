@@ -12,11 +12,14 @@
 //!   order, exactly once, so the client reports `from` and `next` = the last event's revision
 //!   + 1 (or `from` when there was none): it claims nothing past what it was told.
 //! - A watch whose start revision was compacted is cancelled by etcd: `Fail("compacted")`,
-//!   and the client starts over with a read. Any other failure to start (no connection, an
-//!   error status) is a `fail` too: a watch changes nothing. A stream that ends early (the
-//!   member died) still reports what it told.
+//!   and the client starts over with a read, which reports only values whose revision differs
+//!   from the last it reported. Any other failure to start (no connection, an error status, no
+//!   response head within the duration) is a `fail` too (a watch changes nothing), and the
+//!   next watch continues from the same revision. A stream that ends early (the member died)
+//!   still reports what it told.
 
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use faultline_core::watch::{key_name, watch_request};
@@ -74,8 +77,32 @@ pub async fn write(client: &mut EtcdClient, op: &Invocation) -> Completion {
     }
 }
 
-/// A watch; `next` is where this client's stream continues (`None`: start over).
-pub async fn watch(client: &mut EtcdClient, next: &mut Option<i64>, op: &Invocation) -> Completion {
+/// One client's watch stream: where it continues, and the revision it last reported per key
+/// (a read that starts over reports only what is new to it).
+#[derive(Debug, Default)]
+pub struct WatchState {
+    pub next: Option<i64>,
+    pub reported: HashMap<String, i64>,
+}
+
+/// A watch, continuing `state`'s stream.
+pub async fn watch(client: &mut EtcdClient, state: &mut WatchState, op: &Invocation) -> Completion {
+    let completion = watch_once(client, state, op).await;
+    if let Completion::Ok(result) = &completion {
+        for event in result["events"].as_array().into_iter().flatten() {
+            if let (Some(key), Some(revision)) = (event[0].as_str(), event[2].as_i64()) {
+                state.reported.insert(key.to_string(), revision);
+            }
+        }
+    }
+    completion
+}
+
+async fn watch_once(
+    client: &mut EtcdClient,
+    state: &mut WatchState,
+    op: &Invocation,
+) -> Completion {
     let (keys, duration_ms) = match watch_request(&op.value) {
         Ok(request) => request,
         Err(why) => return Completion::fail(format!("bad-request: {why}")),
@@ -85,7 +112,7 @@ pub async fn watch(client: &mut EtcdClient, next: &mut Option<i64>, op: &Invocat
     };
     let started = tokio::time::Instant::now();
     let mut events: Vec<(String, Value, i64)> = Vec::new();
-    let from = match next.take() {
+    let from = match state.next {
         Some(from) => from,
         None => {
             let body = json!({
@@ -116,7 +143,12 @@ pub async fn watch(client: &mut EtcdClient, next: &mut Option<i64>, op: &Invocat
                 .flatten()
             {
                 match event_of(kv) {
-                    Some(event) if keys.contains(&event.0) => events.push(event),
+                    Some(event)
+                        if keys.contains(&event.0)
+                            && state.reported.get(&event.0) != Some(&event.2) =>
+                    {
+                        events.push(event)
+                    }
                     Some(_) => {}
                     None => return Completion::fail(format!("read: unreadable kv {kv}")),
                 }
@@ -150,6 +182,8 @@ pub async fn watch(client: &mut EtcdClient, next: &mut Option<i64>, op: &Invocat
                 Some(r) if r > 0 => format!("compacted: revision {from} is below {r}"),
                 _ => format!("canceled: {result}"),
             };
+            // Nowhere to continue from: start over with a read.
+            state.next = None;
             return Completion::fail(why);
         }
         for event in result
@@ -172,7 +206,7 @@ pub async fn watch(client: &mut EtcdClient, next: &mut Option<i64>, op: &Invocat
             }
         }
     }
-    *next = Some(last + 1);
+    state.next = Some(last + 1);
     let events: Vec<Value> = events
         .into_iter()
         .map(|(k, v, r)| json!([k, v, r]))
