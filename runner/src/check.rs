@@ -13,16 +13,22 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{check_lock, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
+use crate::{check_coordination, check_lock, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// The model: register, cas-register, multi-register, mutex, set, fifo-queue,
     /// unordered-queue, string-kv; transactional: list-append, rw-register, bank; lock (leases
-    /// and fencing tokens: the lock workloads' histories). Default:
-    /// implied by the format, else guessed from the operations.
+    /// and fencing tokens: the lock workloads' histories); watch, ephemeral (the coordination
+    /// workloads' histories). Default: implied by the format, else guessed from the
+    /// operations.
     #[arg(long)]
     model: Option<String>,
+
+    /// --model ephemeral: how long past the TTL the service may take to remove an expired
+    /// registration, in milliseconds (default 1000, as the workload's).
+    #[arg(long)]
+    slack_ms: Option<u64>,
 
     /// The initial state as JSON (default null; Knossos's corpus uses 0).
     #[arg(long, value_parser = parse_json)]
@@ -129,6 +135,27 @@ pub fn run(args: CheckArgs) -> ExitCode {
             format: args.format,
             time_limit: args.time_limit,
             json: args.json,
+        });
+    }
+    if let Some(model) = args
+        .model
+        .as_deref()
+        .filter(|m| check_coordination::MODELS.contains(m))
+    {
+        if args.report.is_some() || args.consistency.is_some() || args.init.is_some() {
+            eprintln!(
+                "faultline check: --model {model} takes no --report, --consistency or --init"
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        return check_coordination::run(&check_coordination::Inputs {
+            model,
+            files: &args.files,
+            format: args.format,
+            json: args.json,
+            slack_ms: args
+                .slack_ms
+                .unwrap_or(faultline_core::ephemeral::DEFAULT_SLACK_MS),
         });
     }
     // Transactional models, and causal register models, have their own checker.

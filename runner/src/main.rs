@@ -6,6 +6,7 @@
 //! 255 internal error.
 
 mod check;
+mod check_coordination;
 mod check_lock;
 mod check_txn;
 mod heal;

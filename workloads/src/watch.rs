@@ -5,7 +5,8 @@
 //! The first `watchers` worker threads (default: half, at least one) watch every key, one
 //! `watch` of `watch_ms` after another (each continues its process's stream); the others
 //! write: a random key, a value unique in the run (`n * threads + thread`), then a random
-//! back-off of up to [`WRITE_BACKOFF_MAX_MS`]. After the main phase (and the nemesis's final
+//! back-off of up to [`WRITE_BACKOFF_MAX_MS`]. A watch that fails is retried after
+//! [`WATCH_RETRY_MS`]. After the main phase (and the nemesis's final
 //! heal), each watcher thread makes one last watch of `final_watch_ms`, which the checker
 //! holds to the latest acknowledged value of every key.
 //!
@@ -24,13 +25,16 @@ use faultline_checker::watch as watch_checker;
 use faultline_core::watch::{
     WatchSpec, OPTION_FINAL_WATCH_MS, OPTION_KEYS, OPTION_WATCHERS, OPTION_WATCH_MS, WATCH, WRITE,
 };
-use faultline_core::{History, Op, Process, Test};
+use faultline_core::{History, Op, OpType, Process, Test};
 
 use crate::generator::{self, BoxGen, Context, Draft, GenOp, Generator};
 use crate::{Checked, Workload, WorkloadError};
 
 /// Longest pause between one writer's writes, in ms (uniform in `0..=max`).
 pub const WRITE_BACKOFF_MAX_MS: u64 = 20;
+/// Pause of a watcher after a watch that did not complete `ok` (a node down refuses at once),
+/// in ms.
+pub const WATCH_RETRY_MS: u64 = 50;
 
 fn watch_draft(spec: &WatchSpec, duration_ms: u64) -> Draft {
     Draft::new(
@@ -59,12 +63,12 @@ impl Generator for Role {
         if self.waiting {
             return GenOp::Pending(ctx.time_ns + generator::WAIT_POLL_NS);
         }
+        if ctx.time_ns < self.next_at_ns {
+            return GenOp::Pending(self.next_at_ns);
+        }
         if ctx.thread < self.spec.watcher_threads(ctx.threads) {
             self.waiting = true;
             return GenOp::Op(watch_draft(&self.spec, self.spec.watch_ms));
-        }
-        if ctx.time_ns < self.next_at_ns {
-            return GenOp::Pending(self.next_at_ns);
         }
         let keys = self.spec.key_names();
         let key = keys[ctx.rng.gen_range(0..keys.len())].clone();
@@ -80,6 +84,9 @@ impl Generator for Role {
             self.waiting = false;
             if let Some(t) = event.time {
                 self.next_at_ns = self.next_at_ns.max(t);
+                if event.f == WATCH && event.kind != OpType::Ok {
+                    self.next_at_ns = t + WATCH_RETRY_MS * 1_000_000;
+                }
             }
         }
     }
