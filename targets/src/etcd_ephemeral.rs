@@ -69,35 +69,62 @@ impl Drop for Registration {
     }
 }
 
-/// One renewal on `connection`: `Some(true)` renewed, `Some(false)` the lease is gone, `None`
-/// no answer.
+/// What one renewal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    Renewed,
+    /// etcd answered: the lease is gone.
+    Gone,
+    /// No connection: nothing was sent.
+    NotSent,
+    /// Sent, no answer: it may still land.
+    Lost,
+}
+
+/// One renewal on `connection`, bounded by `wait`.
 async fn renew(
     addr: SocketAddr,
     connection: &mut Option<Connection>,
     lease: &str,
     wait: Duration,
-) -> Option<bool> {
+) -> Renewal {
     let attempt = async {
         if !connection.as_ref().is_some_and(Connection::is_reusable) {
-            *connection = Some(Connection::connect(addr).await.ok()?);
+            match Connection::connect(addr).await {
+                Ok(c) => *connection = Some(c),
+                Err(_) => return Renewal::NotSent,
+            }
         }
-        let c = connection.as_mut()?;
-        let response = c
+        let Some(c) = connection.as_mut() else {
+            return Renewal::NotSent;
+        };
+        let Ok(response) = c
             .request("POST", "/v3/lease/keepalive", Some(&json!({ "ID": lease })))
             .await
-            .ok()?;
+        else {
+            return Renewal::Lost;
+        };
         if response.status != 200 {
-            return None;
+            return Renewal::Lost;
         }
         // The gateway streams `{"result": {...}}`; a gone lease has no (or a zero) TTL.
         let result = response.body.get("result").unwrap_or(&response.body);
-        Some(int(result.get("TTL")).unwrap_or(0) > 0)
+        if int(result.get("TTL")).unwrap_or(0) > 0 {
+            Renewal::Renewed
+        } else {
+            Renewal::Gone
+        }
     };
     match tokio::time::timeout(wait, attempt).await {
-        Ok(Some(alive)) => Some(alive),
-        _ => {
+        Ok(Renewal::Renewed) => Renewal::Renewed,
+        Ok(Renewal::Gone) => Renewal::Gone,
+        Ok(other) => {
             *connection = None;
-            None
+            other
+        }
+        Err(_) => {
+            *connection = None;
+            Renewal::Lost
         }
     }
 }
@@ -119,13 +146,15 @@ fn spawn_keepalive(
                 continue;
             }
             match renew(addr, &mut connection, &lease, interval).await {
-                Some(true) => shared.last_lost.store(false, Ordering::SeqCst),
-                Some(false) => {
+                Renewal::Renewed => shared.last_lost.store(false, Ordering::SeqCst),
+                Renewal::Gone => {
                     shared.last_lost.store(false, Ordering::SeqCst);
                     shared.expired.store(true, Ordering::SeqCst);
                     return;
                 }
-                None => shared.last_lost.store(true, Ordering::SeqCst),
+                // An earlier lost renewal may still land: keep what is known.
+                Renewal::NotSent => {}
+                Renewal::Lost => shared.last_lost.store(true, Ordering::SeqCst),
             }
         }
     })
@@ -250,7 +279,11 @@ pub async fn invoke(
                 Some(false)
             } else {
                 let mut connection = None;
-                renew(addr, &mut connection, &r.lease, r.ttl).await
+                match renew(addr, &mut connection, &r.lease, r.ttl).await {
+                    Renewal::Renewed => Some(true),
+                    Renewal::Gone => Some(false),
+                    Renewal::NotSent | Renewal::Lost => None,
+                }
             };
             r.shared.stalled.store(false, Ordering::SeqCst);
             if unsure {
@@ -268,7 +301,9 @@ pub async fn invoke(
                 }
                 None => {
                     *registration = None;
-                    Completion::info("the renewal after the stall got no answer")
+                    Completion::info(
+                        "the renewal after the stall got no answer: alive or not is unknown",
+                    )
                 }
             }
         }
