@@ -13,8 +13,9 @@
 //!   and asks whether its registration survived. `Ok({"quiet_after_ms": q, "alive": a})`: no
 //!   renewal of the registration can have reached the service later than `q` ms after the
 //!   stall's invocation (the client waited that long for its last renewal in flight), and `a`
-//!   says whether the registration was still there after the stall (`false`: the service
-//!   expired it; the client no longer holds it). `Info` when the client cannot tell when its
+//!   says whether the registration was still there after the stall (`false`: the client
+//!   found it gone or its session ended, and no longer holds it; this says nothing about when
+//!   the service removed it). `Info` when the client cannot tell when its
 //!   last renewal landed.
 //! - `deregister`, key `N`: removes the registration (etcd: revokes the lease; ZooKeeper:
 //!   closes the session). `Ok` when removed, `Fail("not-registered")` when it had already gone.
