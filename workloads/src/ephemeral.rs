@@ -33,8 +33,9 @@ use crate::{Checked, Workload, WorkloadError};
 
 /// Longest interval between one observer's lists, in ms.
 pub const LIST_INTERVAL_MS: u64 = 50;
-/// Pause before a registrant registers again, in ms.
-pub const REGISTER_BACKOFF_MS: u64 = 10;
+/// Pause before a registrant registers again, in ms (long enough that a refusing node is not
+/// asked hundreds of times a second).
+pub const REGISTER_BACKOFF_MS: u64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
