@@ -227,3 +227,43 @@ pub fn check(test: &Test, history: &History) -> Checked {
         Err(e) => Checked::unknown("ephemeral", format!("malformed history: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::tests::simulate;
+
+    #[test]
+    fn registrants_register_fresh_names_and_observers_list() {
+        let mut test = Test::example("memory", "ephemeral", 1);
+        test.workload_options.insert("ttl_ms".into(), json!(100));
+        test.workload_options.insert("slack_ms".into(), json!(50));
+        let spec = EphemeralSpec::from_test(&test).unwrap();
+        let mut gen = generator(spec);
+        // Completions never reach the generator here, so each registrant registers once.
+        let drawn = simulate(&mut gen, 4, 1_000_000, 500_000_000);
+        let registers: Vec<_> = drawn.iter().filter(|d| d.draft.f == REGISTER).collect();
+        assert_eq!(registers.len(), 2);
+        assert!(registers.iter().all(|d| d.thread < 2));
+        assert_ne!(registers[0].draft.key, registers[1].draft.key);
+        assert!(drawn
+            .iter()
+            .filter(|d| d.draft.f == LIST)
+            .all(|d| d.thread >= 2));
+    }
+
+    #[test]
+    fn options_and_concurrency_are_checked() {
+        let mut test = Test::example("memory", "ephemeral", 1);
+        test.concurrency = 1;
+        assert!(workload(&test).is_err());
+        test.concurrency = 4;
+        test.workload_options.insert("nosuch".into(), json!(1));
+        assert!(workload(&test).is_err());
+        test.workload_options.remove("nosuch");
+        test.workload_options.insert("ttl_ms".into(), json!(20_000));
+        assert!(workload(&test).is_err());
+        test.workload_options.insert("ttl_ms".into(), json!(500));
+        assert_eq!(workload(&test).unwrap().options["registrants"], 2);
+    }
+}

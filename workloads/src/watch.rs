@@ -202,3 +202,48 @@ pub fn check(_test: &Test, history: &History) -> Checked {
         Err(e) => Checked::unknown("watch", format!("malformed history: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::tests::simulate;
+
+    #[test]
+    fn watchers_watch_and_writers_write_unique_values() {
+        let spec = WatchSpec::from_test(&Test::example("memory", "watch", 1)).unwrap();
+        let mut gen = generator(spec);
+        let drawn = simulate(&mut gen, 4, 1_000_000, 200_000_000);
+        let mut values = std::collections::BTreeSet::new();
+        for d in &drawn {
+            match d.draft.f.as_str() {
+                WATCH => assert!(d.thread < 2, "{d:?}"),
+                WRITE => {
+                    assert!(d.thread >= 2, "{d:?}");
+                    assert!(values.insert(d.draft.value.to_string()), "{d:?}");
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // Completions never reach the generator here: one operation per thread, each waiting.
+        assert_eq!((drawn.len(), values.len()), (4, 2));
+        let mut last = final_generator(spec);
+        let finals = simulate(&mut last, 4, 1_000_000, 1_000_000_000);
+        assert_eq!(finals.len(), 2, "{finals:?}");
+        assert!(finals.iter().all(|d| d.draft.value["duration_ms"] == 2_000));
+    }
+
+    #[test]
+    fn options_and_concurrency_are_checked() {
+        let mut test = Test::example("memory", "watch", 1);
+        test.concurrency = 1;
+        assert!(workload(&test).is_err());
+        test.concurrency = 4;
+        test.workload_options.insert("nosuch".into(), json!(1));
+        assert!(workload(&test).is_err());
+        test.workload_options.remove("nosuch");
+        test.workload_options.insert("watchers".into(), json!(4));
+        assert!(workload(&test).is_err());
+        test.workload_options.insert("watchers".into(), json!(1));
+        assert_eq!(workload(&test).unwrap().options["watchers"], 1);
+    }
+}
