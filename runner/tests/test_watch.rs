@@ -83,6 +83,12 @@ fn memory_watch_bugs_are_caught_as_gaps_and_reorderings() {
             "{bug}: {result}"
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains(kind));
+        // The stored history checks the same offline.
+        let history = store.latest().join("history.jsonl");
+        let history = history.to_string_lossy();
+        let out = faultline(&["check", "--model", "watch", &history]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(kind), "{}", text(&out));
     }
 }
 
@@ -146,6 +152,18 @@ fn memory_outlive_lease_is_caught() {
         "{result}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("outlived"));
+    let history = store.latest().join("history.jsonl");
+    let history = history.to_string_lossy();
+    let out = faultline(&[
+        "check",
+        "--model",
+        "ephemeral",
+        "--slack-ms",
+        "100",
+        &history,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("outlived"), "{}", text(&out));
 }
 
 /// A real target's run under `nemesis`; returns its results after asserting the exit code.
