@@ -437,19 +437,20 @@ pub fn check(
                     ),
                 });
             }
-            for &quiet_from in &r.quiet_from {
-                if listing.invoke_ns >= quiet_from {
-                    let took = listing.complete_ns - quiet_from;
-                    // Only the first list after the stall that no longer shows it counts.
-                    let earlier = listings.iter().any(|l| {
-                        l.invoke_ns >= quiet_from
-                            && l.complete_ns < listing.complete_ns
-                            && !l.names.contains(name)
-                    });
-                    if !earlier {
-                        slowest_expiry_ns = Some(slowest_expiry_ns.map_or(took, |s| s.max(took)));
-                    }
-                }
+        }
+    }
+    // How long each expiring stall's registration took to go: to the first list invoked after
+    // its last possible renewal that no longer showed it (one pass over the lists per stall).
+    for (name, r) in &registrations {
+        for &quiet_from in &r.quiet_from {
+            let first_gone = listings
+                .iter()
+                .filter(|l| l.invoke_ns >= quiet_from && !l.names.contains(name))
+                .map(|l| l.complete_ns)
+                .min();
+            if let Some(gone_ns) = first_gone {
+                let took = gone_ns - quiet_from;
+                slowest_expiry_ns = Some(slowest_expiry_ns.map_or(took, |s| s.max(took)));
             }
         }
     }
