@@ -25,6 +25,7 @@
 
 pub mod broadcast;
 pub mod election;
+pub mod ephemeral;
 pub mod linearizability;
 pub mod lock;
 pub mod models;
@@ -33,6 +34,7 @@ pub mod set;
 pub mod txn;
 pub mod unique_ids;
 mod validity;
+pub mod watch;
 
 pub use models::{ModelKind, ModelOptions};
 pub use validity::Validity;

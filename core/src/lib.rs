@@ -23,6 +23,7 @@ pub mod client;
 pub mod db;
 pub mod edn;
 pub mod election;
+pub mod ephemeral;
 pub mod error;
 pub mod future;
 pub mod harness_error;
@@ -37,6 +38,7 @@ pub mod remote;
 pub mod test;
 pub mod txn;
 pub mod unique_ids;
+pub mod watch;
 
 pub use client::{Client, Completion, Invocation};
 pub use db::{ClockSkew, Db, Kill, LogProbe, LogStatus, Node, Pause, Primary};

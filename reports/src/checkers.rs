@@ -131,6 +131,8 @@ pub fn render(results: &Value) -> Rendered {
             election(result, &mut out);
         } else if name == "unique-ids" {
             unique_ids(result, &mut out);
+        } else if let Some(counts) = counted_kinds(result) {
+            counted(counts, result, &mut out);
         }
         let raw = serde_json::to_string_pretty(result).unwrap_or_default();
         let shown = if raw.len() > MAX_RAW_RESULT_BYTES {
@@ -715,6 +717,53 @@ fn unique_ids(result: &Value, out: &mut Rendered) {
     out.html.push_str("</ul></article>");
 }
 
+/// The counts by kind of the checkers that give them (watch: `anomaly_counts`; ephemeral:
+/// `finding_counts`).
+fn counted_kinds(result: &Value) -> Option<&serde_json::Map<String, Value>> {
+    result
+        .get("anomaly_counts")
+        .or_else(|| result.get("finding_counts"))
+        .and_then(Value::as_object)
+}
+
+/// A checker's counts by kind and the evidence it kept (`anomalies` or `findings`: objects
+/// with `kind` and `detail`), a few per kind.
+fn counted(counts: &serde_json::Map<String, Value>, result: &Value, out: &mut Rendered) {
+    const SHOWN_PER_KIND: usize = 5;
+    if counts.is_empty() {
+        return;
+    }
+    let evidence: Vec<&Value> = result
+        .get("anomalies")
+        .or_else(|| result.get("findings"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    out.html.push_str("<ul class=\"findings\">");
+    for (kind, n) in counts {
+        let n = number(Some(n));
+        out.findings.push(format!("{n} {kind}"));
+        out.anomalies += 1;
+        let _ = write!(out.html, "<li><b>{n} {}</b><ul>", html(kind));
+        for item in evidence
+            .iter()
+            .filter(|e| e.get("kind").and_then(Value::as_str) == Some(kind.as_str()))
+            .take(SHOWN_PER_KIND)
+        {
+            let detail = item.get("detail").and_then(Value::as_str).unwrap_or("");
+            let _ = write!(
+                out.html,
+                "<li>op {}: {}</li>",
+                number(item.get("index")),
+                html(&truncate(detail, 300))
+            );
+        }
+        out.html.push_str("</ul></li>");
+    }
+    out.html.push_str("</ul>");
+}
+
 fn set(result: &Value, out: &mut Rendered) {
     let _ = write!(
         out.html,
@@ -793,6 +842,19 @@ fn set(result: &Value, out: &mut Rendered) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counted_findings_are_listed_with_their_evidence() {
+        let results = serde_json::json!({"checker": "watch", "result": {
+            "valid": false,
+            "anomaly_counts": {"gap": 2},
+            "anomalies": [{"kind": "gap", "key": "w0", "index": 7, "detail": "missed <3>"}],
+        }});
+        let out = render(&results);
+        assert_eq!(out.findings, vec!["2 gap".to_string()]);
+        assert!(out.html.contains("op 7: missed &lt;3&gt;"), "{}", out.html);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -13,9 +13,7 @@ use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResu
 use faultline_checker::{ModelKind, Validity};
 use faultline_core::import::{read_history_file, Format};
 
-use crate::{
-    check_coordination, check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL,
-};
+use crate::{check_coordination, check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -23,11 +21,16 @@ pub struct CheckArgs {
     /// unordered-queue, string-kv; transactional: list-append, rw-register, bank; lock (leases
     /// and fencing tokens: the lock workloads' histories); broadcast (total order broadcast);
     /// queue (work queues; the delivery promise from the run's test.json),
-    /// queue-exactly-once, queue-at-least-once; election, unique-ids (those workloads'
-    /// histories). Default:
-    /// implied by the format, else guessed from the operations.
+    /// queue-exactly-once, queue-at-least-once; election, unique-ids, watch, ephemeral (those
+    /// workloads' histories). Default: implied by the format, else guessed from the
+    /// operations.
     #[arg(long)]
     model: Option<String>,
+
+    /// --model ephemeral: how long past the TTL the service may take to remove an expired
+    /// registration, in milliseconds (default 1000, as the workload's).
+    #[arg(long)]
+    slack_ms: Option<u64>,
 
     /// The initial state as JSON (default null; Knossos's corpus uses 0).
     #[arg(long, value_parser = parse_json)]
@@ -153,6 +156,9 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 files: &args.files,
                 format: args.format,
                 json: args.json,
+                slack_ms: args
+                    .slack_ms
+                    .unwrap_or(faultline_core::ephemeral::DEFAULT_SLACK_MS),
             });
         }
         return check_log::run(

@@ -1,8 +1,10 @@
-//! `faultline check --model election` and `--model unique-ids`: the election and unique-ids
-//! workloads' histories (see `faultline_checker::election` and `faultline_checker::unique_ids`),
-//! checked offline as `faultline test` checks them. When the history lies in a run directory
-//! (a `test.json` beside it), the election check takes that run's termination bound and, when
-//! the nodes were the candidates, its node names; otherwise the defaults.
+//! `faultline check --model election|unique-ids|watch|ephemeral`: the election, unique-ids,
+//! change-notification and ephemeral-registration workloads' histories (see
+//! `faultline_checker::{election, unique_ids, watch, ephemeral}`), checked offline as
+//! `faultline test` checks them. When the history lies in a run directory (a `test.json`
+//! beside it), the election check takes that run's termination bound and, when the nodes were
+//! the candidates, its node names; otherwise the defaults. The ephemeral checker's slack is
+//! `--slack-ms` (default as the workload's).
 
 use serde_json::{json, Value};
 use std::io::Write;
@@ -11,7 +13,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::election::{self, ElectionOptions};
-use faultline_checker::{unique_ids, Validity};
+use faultline_checker::ephemeral::{self, EphemeralOptions};
+use faultline_checker::{unique_ids, watch, Validity};
 use faultline_core::import::{read_history_file, Format};
 use faultline_core::Test;
 
@@ -19,7 +22,7 @@ use crate::check::{combined_exit, print_not_checked};
 use crate::EXIT_BAD_INPUT;
 
 /// The model names `--model` takes for these checkers.
-pub const MODELS: [&str; 2] = ["election", "unique-ids"];
+pub const MODELS: [&str; 4] = ["election", "unique-ids", "watch", "ephemeral"];
 
 /// What `check` passes on.
 pub struct Inputs<'a> {
@@ -27,6 +30,8 @@ pub struct Inputs<'a> {
     pub files: &'a [PathBuf],
     pub format: Format,
     pub json: bool,
+    /// The ephemeral checker's slack (ms).
+    pub slack_ms: u64,
 }
 
 /// A verdict, its result as JSON, its explanation and a one-line summary.
@@ -55,7 +60,26 @@ fn election_options(file: &Path) -> ElectionOptions {
 fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> {
     let (history, _format) = read_history_file(file, inputs.format).map_err(|e| e.to_string())?;
     let ops = history.client_ops().count() / 2;
-    let checked = if inputs.model == "election" {
+    let checked = if inputs.model == "watch" {
+        let r = watch::check(&history).map_err(|e| e.to_string())?;
+        Checked {
+            valid: r.valid,
+            summary: format!("{} events, {} watchers", r.events, r.watchers),
+            result: serde_json::to_value(&r).expect("results serialize"),
+            explanation: r.explain(),
+        }
+    } else if inputs.model == "ephemeral" {
+        let options = EphemeralOptions {
+            slack_ms: inputs.slack_ms,
+        };
+        let r = ephemeral::check(&history, &options).map_err(|e| e.to_string())?;
+        Checked {
+            valid: r.valid,
+            summary: format!("{} lists, {} bounded registrations", r.lists, r.bounded),
+            result: serde_json::to_value(&r).expect("results serialize"),
+            explanation: r.explain(),
+        }
+    } else if inputs.model == "election" {
         let result =
             election::check(&history, &election_options(file)).map_err(|e| e.to_string())?;
         Checked {

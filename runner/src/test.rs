@@ -145,6 +145,37 @@ pub struct TestArgs {
     #[arg(long)]
     client_pause_ms: Option<u64>,
 
+    /// watch: how many keys writers change and watchers watch (default 3).
+    #[arg(long)]
+    keys: Option<u64>,
+
+    /// watch: how long each watch operation lasts, in milliseconds (default 500).
+    #[arg(long)]
+    watch_ms: Option<u64>,
+
+    /// watch: how long each watcher's last watch, after the writes and the faults, lasts, in
+    /// milliseconds (default 2000).
+    #[arg(long)]
+    final_watch_ms: Option<u64>,
+
+    /// watch: how many worker threads watch; the rest write (default: half).
+    #[arg(long)]
+    watchers: Option<u64>,
+
+    /// ephemeral: the registrations' TTL (lease TTL, session timeout), in milliseconds
+    /// (default 1000).
+    #[arg(long)]
+    ttl_ms: Option<u64>,
+
+    /// ephemeral: how long past the TTL the service may take to remove an expired
+    /// registration, in milliseconds (default 1000).
+    #[arg(long)]
+    slack_ms: Option<u64>,
+
+    /// ephemeral: how many worker threads register; the rest list (default: half).
+    #[arg(long)]
+    registrants: Option<u64>,
+
     /// Fault kinds, comma-separated: partition, pause, kill, clock, loss, election (faults
     /// aimed at leader changes, docs/nemesis.md), restart-voter (an election contested in
     /// one term, its shared voter restarted between the two requests), figure-8 (raftkv, 5
@@ -800,6 +831,13 @@ fn workload_numbers(args: &TestArgs) -> Vec<(&'static str, Value)> {
             "termination-bound-ms",
             args.termination_bound_ms.map(|n| json!(n)),
         ),
+        ("keys", args.keys.map(|n| json!(n))),
+        ("watch-ms", args.watch_ms.map(|n| json!(n))),
+        ("final-watch-ms", args.final_watch_ms.map(|n| json!(n))),
+        ("watchers", args.watchers.map(|n| json!(n))),
+        ("ttl-ms", args.ttl_ms.map(|n| json!(n))),
+        ("slack-ms", args.slack_ms.map(|n| json!(n))),
+        ("registrants", args.registrants.map(|n| json!(n))),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| (name, v)))

@@ -40,10 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_core::election::{Candidates, ElectionSpec};
+use faultline_core::ephemeral::EphemeralSpec;
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
 use faultline_core::txn::{parse_txn, Bank, Transfer};
 use faultline_core::unique_ids::GENERATE;
+use faultline_core::watch::WatchSpec;
 use faultline_core::{
     BoxFuture, Client, Completion, Db, HarnessError, Invocation, Kill, Node, Pause, Primary, Test,
 };
@@ -584,6 +586,10 @@ pub enum ClientMode {
     Election(ElectionSpec),
     /// The unique-ids workload (see [`crate::etcd_election`]).
     UniqueIds,
+    /// Change notification (see [`crate::etcd_watch`]).
+    Watch(WatchSpec),
+    /// Ephemeral registrations (see [`crate::etcd_ephemeral`]).
+    Ephemeral(EphemeralSpec),
 }
 
 /// What became of one request.
@@ -617,11 +623,20 @@ pub struct EtcdClient {
     candidate: Candidate,
     election_lease: Option<String>,
     election_leader: Option<Value>,
+    /// The watch workload: this client's watch stream.
+    watch: crate::etcd_watch::WatchState,
+    /// The ephemeral workload: this client's registration and its keepalive task.
+    registration: Option<crate::etcd_ephemeral::Registration>,
 }
 
 impl EtcdClient {
     pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// The member's gateway address, once opened.
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.addr
     }
 
     /// One gateway request, bounded by `deadline` (connecting first if needed).
@@ -711,6 +726,19 @@ impl EtcdClient {
                 completion
             }
             (ClientMode::UniqueIds, GENERATE) => etcd_election::generate(self, op.process).await,
+            (ClientMode::Watch(_), "write") => crate::etcd_watch::write(self, op).await,
+            (ClientMode::Watch(_), "watch") => {
+                let mut state = std::mem::take(&mut self.watch);
+                let completion = crate::etcd_watch::watch(self, &mut state, op).await;
+                self.watch = state;
+                completion
+            }
+            (ClientMode::Ephemeral(_), _) => {
+                let mut registration = self.registration.take();
+                let completion = crate::etcd_ephemeral::invoke(self, &mut registration, op).await;
+                self.registration = registration;
+                completion
+            }
             (mode, f) => Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         }
     }
@@ -919,6 +947,8 @@ impl Client for EtcdClient {
                 candidate: Candidate::default(),
                 election_lease: None,
                 election_leader: None,
+                watch: Default::default(),
+                registration: None,
             }) as Box<dyn Client>)
         })
     }
@@ -929,6 +959,8 @@ impl Client for EtcdClient {
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
+            let mut registration = self.registration.take();
+            crate::etcd_ephemeral::close(self, &mut registration).await;
             self.connection = None;
             Ok(())
         })
@@ -991,57 +1023,82 @@ impl EtcdClient {
             candidate: Candidate::default(),
             election_lease: None,
             election_leader: None,
+            watch: Default::default(),
+            registration: None,
         }
     }
 }
 
 /// The etcd target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
-    let mode = match test.workload.as_str() {
-        "register" => ClientMode::Register,
-        "list-append" | "rw-register" => ClientMode::Txn,
-        "broadcast" | "log" => ClientMode::Broadcast,
-        "lock" | "fenced-lock" => {
-            ClientMode::Lock(
-                LockSpec::from_test(test).map_err(|why| TargetError::BadOption {
-                    target: "etcd".into(),
-                    option: "lock".into(),
-                    why,
-                })?,
-            )
-        }
-        "election" => {
-            let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
-                target: "etcd".into(),
-                option: "election".into(),
-                why,
-            })?;
-            if spec.candidates != Candidates::Clients {
-                return Err(TargetError::BadOption {
-                    target: "etcd".into(),
-                    option: "candidates".into(),
-                    why: "etcd's election API elects among its clients; its members' own \
-                          Raft leader is not exposed as an election"
-                        .into(),
-                });
+    let mode =
+        match test.workload.as_str() {
+            "register" => ClientMode::Register,
+            "list-append" | "rw-register" => ClientMode::Txn,
+            "broadcast" | "log" => ClientMode::Broadcast,
+            "lock" | "fenced-lock" => {
+                ClientMode::Lock(LockSpec::from_test(test).map_err(|why| {
+                    TargetError::BadOption {
+                        target: "etcd".into(),
+                        option: "bank".into(),
+                        why,
+                    }
+                })?)
             }
-            ClientMode::Election(spec)
-        }
-        "unique-ids" => ClientMode::UniqueIds,
-        "bank" => {
-            ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
-                target: "etcd".into(),
-                option: "bank".into(),
-                why,
-            })?)
-        }
-        other => {
-            return Err(TargetError::UnsupportedWorkload {
-                target: "etcd".into(),
-                workload: other.to_string(),
-            })
-        }
-    };
+            "election" => {
+                let spec = ElectionSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "election".into(),
+                    why,
+                })?;
+                if spec.candidates != Candidates::Clients {
+                    return Err(TargetError::BadOption {
+                        target: "etcd".into(),
+                        option: "candidates".into(),
+                        why: "etcd's election API elects among its clients; its members' own \
+                          Raft leader is not exposed as an election"
+                            .into(),
+                    });
+                }
+                ClientMode::Election(spec)
+            }
+            "unique-ids" => ClientMode::UniqueIds,
+            "bank" => {
+                ClientMode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "bank".into(),
+                    why,
+                })?)
+            }
+            "watch" => ClientMode::Watch(WatchSpec::from_test(test).map_err(|why| {
+                TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "watch".into(),
+                    why,
+                }
+            })?),
+            "ephemeral" => {
+                let bad = |why: String| TargetError::BadOption {
+                    target: "etcd".into(),
+                    option: "ttl_ms".into(),
+                    why,
+                };
+                let spec = EphemeralSpec::from_test(test).map_err(bad)?;
+                if spec.ttl_ms % 1000 != 0 {
+                    return Err(bad(format!(
+                        "etcd's leases count whole seconds: a multiple of 1000, got {}",
+                        spec.ttl_ms
+                    )));
+                }
+                ClientMode::Ephemeral(spec)
+            }
+            other => {
+                return Err(TargetError::UnsupportedWorkload {
+                    target: "etcd".into(),
+                    workload: other.to_string(),
+                })
+            }
+        };
     let options = Options::new("etcd", test, &OPTIONS)?;
     let read_mode = match options.string("read_mode")?.as_deref() {
         None | Some("linearizable") => ReadMode::Linearizable,

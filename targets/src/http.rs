@@ -168,6 +168,134 @@ impl Connection {
     }
 }
 
+/// What a streamed response gave before it ended or its time was up.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    pub status: u16,
+    /// Every complete JSON value of the body, in order.
+    pub values: Vec<Value>,
+    /// Why the stream ended before the deadline (`None`: the deadline came first).
+    pub ended: Option<String>,
+}
+
+/// Sends one request on a fresh connection to `addr` and reads its response body as a stream
+/// of JSON values (etcd's gateway streams a watch as one JSON object per message, chunked)
+/// until `until`, then drops the connection (which cancels the stream on the server).
+/// `Err(Connect)` = nothing was sent; `Err(Lost)` = no response head came.
+pub async fn stream_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+    until: tokio::time::Instant,
+) -> Result<Streamed, RequestError> {
+    let lost = |e: std::io::Error| RequestError::Lost(e.to_string());
+    let connect = tokio::time::timeout_at(until, TcpStream::connect(addr));
+    let stream = match connect.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(RequestError::Connect(e.to_string())),
+        Err(_) => return Err(RequestError::Connect("connect-timeout".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut stream = BufReader::new(stream);
+    let body = body.to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut streamed = Streamed::default();
+    let read_head = async {
+        stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .map_err(lost)?;
+        let mut line = String::new();
+        stream.read_line(&mut line).await.map_err(lost)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| RequestError::Lost(format!("bad status line {line:?}")))?;
+        let mut chunked = false;
+        let mut head_bytes = line.len();
+        loop {
+            line.clear();
+            let n = stream.read_line(&mut line).await.map_err(lost)?;
+            head_bytes += n;
+            if n == 0 || head_bytes > MAX_RESPONSE_BYTES {
+                return Err(RequestError::Lost("truncated response head".into()));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                return Ok((status, chunked));
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("transfer-encoding")
+                    && value.trim().to_ascii_lowercase().ends_with("chunked")
+                {
+                    chunked = true;
+                }
+            }
+        }
+    };
+    let (status, chunked) = match tokio::time::timeout_at(until, read_head).await {
+        Ok(head) => head?,
+        Err(_) => {
+            return Err(RequestError::Lost(
+                "no response head before the deadline".into(),
+            ))
+        }
+    };
+    streamed.status = status;
+    // The body, de-chunked, then cut into JSON values as they complete.
+    let mut data: Vec<u8> = Vec::new();
+    let read_body = async {
+        let mut line = String::new();
+        loop {
+            let piece = if chunked {
+                line.clear();
+                let n = stream.read_line(&mut line).await.map_err(lost)?;
+                let size_text = line.trim_end().split(';').next().unwrap_or("").trim();
+                let size = usize::from_str_radix(size_text, 16)
+                    .map_err(|_| RequestError::Lost(format!("bad chunk size {line:?}")))?;
+                if n == 0 || size == 0 {
+                    return Err::<(), _>(RequestError::Lost("the stream ended".into()));
+                }
+                let mut piece = vec![0u8; size + 2];
+                stream.read_exact(&mut piece).await.map_err(lost)?;
+                piece.truncate(size);
+                piece
+            } else {
+                let mut piece = vec![0u8; 4096];
+                let n = stream.read(&mut piece).await.map_err(lost)?;
+                if n == 0 {
+                    return Err(RequestError::Lost("the stream ended".into()));
+                }
+                piece.truncate(n);
+                piece
+            };
+            data.extend_from_slice(&piece);
+            let mut values = serde_json::Deserializer::from_slice(&data).into_iter::<Value>();
+            let mut used = 0;
+            while let Some(Ok(value)) = values.next() {
+                used = values.byte_offset();
+                streamed.values.push(value);
+            }
+            data.drain(..used);
+            if data.len() > MAX_RESPONSE_BYTES {
+                return Err(RequestError::Lost("a streamed value too long".into()));
+            }
+        }
+    };
+    if let Ok(Err(RequestError::Lost(why) | RequestError::Connect(why))) =
+        tokio::time::timeout_at(until, read_body).await
+    {
+        streamed.ended = Some(why);
+    }
+    Ok(streamed)
+}
+
 /// Reads a chunked body: `<hex size>[;ext]\r\n<data>\r\n` until a zero size, then trailers
 /// until an empty line.
 async fn read_chunked(stream: &mut (impl AsyncBufRead + Unpin)) -> Result<Vec<u8>, RequestError> {
@@ -275,6 +403,20 @@ mod tests {
         let response = connection.request("GET", "/", None).await.unwrap();
         assert_eq!((response.status, response.body), (503, json!({"x": 2})));
         assert!(!connection.is_reusable());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_gives_each_json_value_as_it_completes() {
+        let addr = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              8\r\n{\"a\":1}\n\r\n5\r\n{\"b\":\r\n3\r\n2}\n\r\n0\r\n\r\n",
+        ])
+        .await;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let streamed = stream_json(addr, "/", &json!({}), until).await.unwrap();
+        assert_eq!(streamed.status, 200);
+        assert_eq!(streamed.values, vec![json!({"a": 1}), json!({"b": 2})]);
+        assert!(streamed.ended.is_some());
     }
 
     #[tokio::test]

@@ -37,14 +37,17 @@ pub mod daemon;
 pub mod election;
 pub mod etcd;
 pub mod etcd_election;
+pub mod etcd_ephemeral;
 pub mod etcd_lock;
 pub mod etcd_log;
 pub mod etcd_txn;
+pub mod etcd_watch;
 pub mod http;
 pub mod iptables;
 pub mod local;
 pub mod lock;
 pub mod memory;
+pub mod memory_coordination;
 pub mod orphans;
 pub mod postgres;
 pub mod proxy;
@@ -56,8 +59,10 @@ pub mod ssh;
 pub mod system_clock;
 pub mod zookeeper;
 pub mod zookeeper_election;
+pub mod zookeeper_ephemeral;
 pub mod zookeeper_lock;
 pub mod zookeeper_log;
+pub mod zookeeper_watch;
 
 use std::sync::Arc;
 

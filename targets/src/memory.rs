@@ -15,12 +15,17 @@
 //! | `double-grant` | one in `double_grant_one_in` (default 3) acquires of a held lock is granted anyway (with the next token) | lock: two processes believe they hold the lock at once, and the mutex model fails; without fencing, the resource accepts a lower token after a higher one |
 //! | `two-leaders` | one in [`TWO_LEADERS_ONE_IN`] campaigns while another leads wins anyway, in the leader's epoch | election: two leaders for one epoch (agreement and integrity broken) |
 //! | `duplicate-id` | one in [`DUPLICATE_ID_ONE_IN`] generates hands out the previous id again | unique-ids: duplicates |
+//! | `drop-event` | a watch leaves out one event in 5 | watch: a gap in a watch that promised every change |
+//! | `reorder-event` | a watch swaps one event in 5 with the next of its key | watch: events of a key out of revision order |
+//! | `outlive-lease` | registrations never expire | ephemeral: a registration listed after its TTL and slack |
 //!
 //! `stale-read` applies to registers and sets; `lost-write` to registers, sets, broadcast
 //! appends and queue enqueues (acknowledged and dropped: lost); `snapshot-isolation-txn` to the
 //! transactional workloads; `double-grant` to the lock workloads; `reorder-append` to
 //! broadcast; `duplicate-delivery` to queues; `two-leaders` to `election`; `duplicate-id` to
-//! `unique-ids` (asking for a bug the workload cannot show is a bad argument).
+//! `unique-ids`; `drop-event` and `reorder-event` to `watch`, `outlive-lease` to `ephemeral`
+//! (both in [`crate::memory_coordination`]). Asking for a bug the workload cannot show is a
+//! bad argument.
 //!
 //! Broadcast (`broadcast`, `log`; see [`faultline_core::broadcast`]): a log is a list of
 //! message ids. Queues (`queue`; see [`faultline_core::queue`]): ready jobs in enqueue order,
@@ -57,17 +62,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use faultline_core::election::{Candidates, ElectionSpec};
+use faultline_core::ephemeral::{stall_request, EphemeralSpec};
 use faultline_core::lock::LockSpec;
 use faultline_core::txn::{parse_txn, txn_json, Bank, MicroOp, MopKind, Transfer};
+use faultline_core::watch::{key_name, watch_request, WatchSpec};
 use faultline_core::{broadcast, queue};
 use faultline_core::{BoxFuture, Client, Completion, Db, HarnessError, Invocation, Node, Test};
 
 use crate::election::{Candidate, ElectionService, Won};
 use crate::lock::{Grant, Holder, LockService};
+use crate::memory_coordination::{Registry, WatchLog};
 use crate::{Target, TargetError};
 
 /// The bugs this target can switch on.
-pub const BUGS: [&str; 8] = [
+pub const BUGS: [&str; 11] = [
     "stale-read",
     "lost-write",
     "snapshot-isolation-txn",
@@ -76,6 +84,9 @@ pub const BUGS: [&str; 8] = [
     "duplicate-delivery",
     "two-leaders",
     "duplicate-id",
+    "drop-event",
+    "reorder-event",
+    "outlive-lease",
 ];
 /// `two-leaders`: one in this many campaigns while another leads wins anyway.
 pub const TWO_LEADERS_ONE_IN: u64 = 3;
@@ -120,6 +131,10 @@ pub struct MemoryOptions {
     pub two_leaders: bool,
     /// Generates sometimes repeat the previous id.
     pub duplicate_id: bool,
+    /// Watches leave events out / reorder them; registrations never expire.
+    pub drop_event: bool,
+    pub reorder_event: bool,
+    pub outlive_lease: bool,
     /// Each operation waits up to this long (uniformly), split around the instant it applies.
     pub latency: Duration,
     /// Seeds the store's own random choices (which writes `lost-write` drops).
@@ -143,6 +158,9 @@ impl Default for MemoryOptions {
             duplicate_delivery_one_in: DEFAULT_DUPLICATE_DELIVERY_ONE_IN,
             two_leaders: false,
             duplicate_id: false,
+            drop_event: false,
+            reorder_event: false,
+            outlive_lease: false,
             latency: Duration::ZERO,
             seed: 0,
         }
@@ -166,6 +184,9 @@ impl MemoryOptions {
                 "duplicate-delivery" => options.duplicate_delivery = true,
                 "two-leaders" => options.two_leaders = true,
                 "duplicate-id" => options.duplicate_id = true,
+                "drop-event" => options.drop_event = true,
+                "reorder-event" => options.reorder_event = true,
+                "outlive-lease" => options.outlive_lease = true,
                 other => {
                     return Err(TargetError::UnknownBug {
                         target: "memory".into(),
@@ -271,6 +292,8 @@ struct State {
     elections: HashMap<String, ElectionCell>,
     /// The last id handed out by `generate`.
     last_id: i64,
+    watch_log: WatchLog,
+    registry: Registry,
     rng: SmallRng,
 }
 
@@ -487,6 +510,8 @@ impl MemoryStore {
                 queues: HashMap::new(),
                 elections: HashMap::new(),
                 last_id: 0,
+                watch_log: WatchLog::default(),
+                registry: Registry::default(),
                 rng,
             }),
         }
@@ -532,6 +557,8 @@ impl MemoryStore {
         state.queues.clear();
         state.elections.clear();
         state.last_id = 0;
+        state.watch_log = WatchLog::default();
+        state.registry = Registry::default();
     }
 
     /// Appends message `id` to `log` (with `lost-write`, sometimes acknowledged and dropped;
@@ -865,6 +892,8 @@ pub enum Mode {
     Queue,
     Election(ElectionSpec),
     UniqueIds,
+    Watch(WatchSpec),
+    Ephemeral(EphemeralSpec),
 }
 
 /// The memory store as an election service.
@@ -1000,6 +1029,10 @@ pub struct MemoryClient {
     claimant: u64,
     /// The election workload: the epoch this client leads.
     candidate: Candidate,
+    /// The watch workload: where this client's watch continues (`None`: start over).
+    watch_next: Option<i64>,
+    /// The ephemeral workload: this client's registration.
+    registration: Option<String>,
     rng: SmallRng,
     /// Clients opened from this one (as a template).
     opened: AtomicU64,
@@ -1013,6 +1046,8 @@ impl MemoryClient {
             holder: Holder::default(),
             claimant: NEXT_CLAIMANT.fetch_add(1, Ordering::Relaxed),
             candidate: Candidate::default(),
+            watch_next: None,
+            registration: None,
             rng: SmallRng::seed_from_u64(seed),
             opened: AtomicU64::new(0),
         }
@@ -1062,6 +1097,140 @@ impl MemoryClient {
             (mode, f) => return Completion::fail(format!("unsupported: {f} in {mode:?} mode")),
         };
         completion(outcome)
+    }
+
+    /// A `watch` workload operation: a write commits at once; a watch starts over with a read
+    /// when it has nowhere to continue from, waits its duration, then takes every change since.
+    async fn apply_watch(&mut self, op: &Invocation) -> Completion {
+        let store = &self.store;
+        match op.f.as_str() {
+            "write" => {
+                let key = key_name(op.key.as_ref());
+                completion(store.up().map(|mut state| {
+                    let revision = state.watch_log.write(&key, op.value.clone());
+                    json!({"value": op.value, "revision": revision})
+                }))
+            }
+            "watch" => {
+                let (keys, duration_ms) = match watch_request(&op.value) {
+                    Ok(request) => request,
+                    Err(why) => return Completion::fail(format!("bad-request: {why}")),
+                };
+                let mut events = Vec::new();
+                let from = match self.watch_next {
+                    Some(next) => next,
+                    None => match store.up() {
+                        Ok(state) => {
+                            let (read, from) = state.watch_log.read(&keys);
+                            events.extend(read);
+                            from
+                        }
+                        Err(e) => return completion(Err(e)),
+                    },
+                };
+                tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                let told = match store.up() {
+                    Ok(mut state) => {
+                        let state = &mut *state;
+                        state.watch_log.since(
+                            &keys,
+                            from,
+                            store.options.drop_event,
+                            store.options.reorder_event,
+                            &mut state.rng,
+                        )
+                    }
+                    // Whatever was read is lost with the store: start over next time.
+                    Err(e) => {
+                        self.watch_next = None;
+                        return completion(Err(e));
+                    }
+                };
+                events.extend(told.events);
+                self.watch_next = Some(told.next);
+                let events: Vec<Value> = events
+                    .into_iter()
+                    .map(|(k, v, r)| json!([k, v, r]))
+                    .collect();
+                Completion::Ok(json!({"events": events, "from": from, "next": told.next}))
+            }
+            f => Completion::fail(format!("unsupported: {f} in the watch workload")),
+        }
+    }
+
+    /// An `ephemeral` workload operation on the store's registry.
+    async fn apply_ephemeral(&mut self, op: &Invocation) -> Completion {
+        let outlive = self.store.options.outlive_lease;
+        let name = key_name(op.key.as_ref());
+        let registry = |f: &mut dyn FnMut(&mut Registry) -> Completion| match self.store.up() {
+            Ok(mut state) => f(&mut state.registry),
+            Err(e) => completion(Err(e)),
+        };
+        match op.f.as_str() {
+            "register" => {
+                if self.registration.is_some() {
+                    return Completion::fail("already-registered");
+                }
+                let Some(ttl_ms) = op.value.get("ttl_ms").and_then(Value::as_u64) else {
+                    return Completion::fail("bad-request: register takes {\"ttl_ms\": T}");
+                };
+                let ttl = Duration::from_millis(ttl_ms);
+                let done = registry(&mut |r| {
+                    if r.register(&name, ttl, Instant::now(), outlive) {
+                        Completion::Ok(json!({ "ttl_ms": ttl_ms }))
+                    } else {
+                        Completion::fail("name-taken")
+                    }
+                });
+                if matches!(done, Completion::Ok(_)) {
+                    self.registration = Some(name);
+                }
+                done
+            }
+            "stall" => {
+                let ms = match stall_request(&op.value) {
+                    Ok(ms) => ms,
+                    Err(why) => return Completion::fail(format!("bad-request: {why}")),
+                };
+                if self.registration.as_deref() != Some(name.as_str()) {
+                    return Completion::fail("not-registered");
+                }
+                let stalled = registry(&mut |r| {
+                    if r.stall(&name, Instant::now(), outlive) {
+                        Completion::Ok(Value::Null)
+                    } else {
+                        Completion::fail("not-registered")
+                    }
+                });
+                if !matches!(stalled, Completion::Ok(_)) {
+                    self.registration = None;
+                    return stalled;
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let resumed = registry(&mut |r| {
+                    let alive = r.resume(&name, Instant::now(), outlive);
+                    Completion::Ok(json!({"quiet_after_ms": 0, "alive": alive}))
+                });
+                if resumed != Completion::Ok(json!({"quiet_after_ms": 0, "alive": true})) {
+                    self.registration = None;
+                }
+                resumed
+            }
+            "deregister" => {
+                if self.registration.take().as_deref() != Some(name.as_str()) {
+                    return Completion::fail("not-registered");
+                }
+                registry(&mut |r| {
+                    if r.deregister(&name, Instant::now(), outlive) {
+                        Completion::Ok(Value::Null)
+                    } else {
+                        Completion::fail("not-registered")
+                    }
+                })
+            }
+            "list" => registry(&mut |r| Completion::Ok(r.list(Instant::now(), outlive))),
+            f => Completion::fail(format!("unsupported: {f} in the ephemeral workload")),
+        }
     }
 
     /// The transactional request an operation asks for; `Err` is a definite `fail` (nothing
@@ -1150,6 +1319,8 @@ impl Client for MemoryClient {
                 Mode::UniqueIds => {
                     Completion::fail(format!("unsupported: {} in the unique-ids workload", op.f))
                 }
+                Mode::Watch(_) => self.apply_watch(op).await,
+                Mode::Ephemeral(_) => self.apply_ephemeral(op).await,
             };
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
@@ -1159,7 +1330,19 @@ impl Client for MemoryClient {
     }
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async {
+            // A closed session's registration goes with it.
+            if let Some(name) = self.registration.take() {
+                if let Ok(mut state) = self.store.up() {
+                    state.registry.deregister(
+                        &name,
+                        Instant::now(),
+                        self.store.options.outlive_lease,
+                    );
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -1181,6 +1364,22 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 })?,
             )
         }
+        "watch" => {
+            Mode::Watch(
+                WatchSpec::from_test(test).map_err(|why| TargetError::BadOption {
+                    target: "memory".into(),
+                    option: "watch".into(),
+                    why,
+                })?,
+            )
+        }
+        "ephemeral" => Mode::Ephemeral(EphemeralSpec::from_test(test).map_err(|why| {
+            TargetError::BadOption {
+                target: "memory".into(),
+                option: "ephemeral".into(),
+                why,
+            }
+        })?),
         "bank" => Mode::Bank(Bank::from_test(test).map_err(|why| TargetError::BadOption {
             target: "memory".into(),
             option: "bank".into(),
@@ -1214,6 +1413,8 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     // A bug the workload's operations never meet would pass silently: refuse it.
     let transactional = TXN_WORKLOADS.contains(&test.workload.as_str());
     let locking = matches!(mode, Mode::Lock(_));
+    let watching = matches!(mode, Mode::Watch(_));
+    let registering = matches!(mode, Mode::Ephemeral(_));
     for bug in &test.bugs {
         let applies = match bug.as_str() {
             "double-grant" => locking,
@@ -1226,6 +1427,8 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
                 mode,
                 Mode::Register | Mode::Set | Mode::Broadcast | Mode::Queue
             ),
+            "drop-event" | "reorder-event" => watching,
+            "outlive-lease" => registering,
             _ => matches!(mode, Mode::Register | Mode::Set),
         };
         if !applies {

@@ -42,8 +42,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_core::election::{Candidates, ElectionSpec};
+use faultline_core::ephemeral::EphemeralSpec;
 use faultline_core::lock::LockSpec;
 use faultline_core::remote::{Command, Signal};
+use faultline_core::watch::WatchSpec;
 use faultline_core::{
     BoxFuture, Client, ClockSkew, Completion, Db, HarnessError, Invocation, Kill, Node, Pause,
     Primary, Remote, Test,
@@ -54,8 +56,12 @@ use zookeeper_client as zk;
 use crate::cluster::{self, log_tail, resolve, Cluster, Options};
 use crate::daemon::{self, Daemon};
 use crate::zookeeper_election::{Mode as ElectionMode, ZookeeperElectionClient};
+use crate::zookeeper_ephemeral::{
+    ZookeeperEphemeralClient, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS,
+};
 use crate::zookeeper_lock::ZookeeperLockClient;
 use crate::zookeeper_log::{LogMode, ZookeeperLogClient};
+use crate::zookeeper_watch::ZookeeperWatchClient;
 use crate::{Target, TargetError};
 
 pub const JAVA: &str = "/usr/bin/java";
@@ -922,6 +928,9 @@ impl ZookeeperClient {
 
 /// The ZooKeeper target for `test`.
 pub fn target(test: &Test) -> Result<Target, TargetError> {
+    if matches!(test.workload.as_str(), "watch" | "ephemeral") {
+        return coordination_target(test);
+    }
     enum Kind {
         Register,
         Lock(LockSpec),
@@ -999,6 +1008,42 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
     })
 }
 
+/// The ZooKeeper target for the `watch` and `ephemeral` workloads.
+fn coordination_target(test: &Test) -> Result<Target, TargetError> {
+    let bad = |option: &str, why: String| TargetError::BadOption {
+        target: "zookeeper".into(),
+        option: option.into(),
+        why,
+    };
+    let options = Options::new("zookeeper", test, &OPTIONS)?;
+    let request_timeout_ms = options
+        .u64_in("request_timeout_ms", 1, 3_600_000)?
+        .unwrap_or_else(|| cluster::default_request_timeout_ms(test));
+    let request_timeout = Duration::from_millis(request_timeout_ms);
+    let db = Arc::new(ZookeeperDb::from_test(test)?);
+    let client: Arc<dyn Client> = if test.workload == "watch" {
+        WatchSpec::from_test(test).map_err(|why| bad("watch", why))?;
+        Arc::new(ZookeeperWatchClient::new(db.clone(), request_timeout))
+    } else {
+        let spec = EphemeralSpec::from_test(test).map_err(|why| bad("ttl_ms", why))?;
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&spec.ttl_ms) {
+            return Err(bad(
+                "ttl_ms",
+                format!(
+                    "ZooKeeper negotiates session timeouts of 2 to 20 ticks ({MIN_SESSION_TIMEOUT_MS} \
+                     to {MAX_SESSION_TIMEOUT_MS} ms with this ensemble's tick), got {}",
+                    spec.ttl_ms
+                ),
+            ));
+        }
+        Arc::new(ZookeeperEphemeralClient::new(db.clone(), request_timeout))
+    };
+    Ok(Target {
+        db: db.clone(),
+        nodes: db.nodes().to_vec(),
+        client,
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;

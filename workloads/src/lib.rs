@@ -13,7 +13,9 @@
 //! fencing tokens, see [`faultline_core::lock`]); [`broadcast`] (`broadcast`, alias `log`: total
 //! order broadcast, see [`faultline_core::broadcast`]), [`queue`] (work queues, see
 //! [`faultline_core::queue`]), [`election`] (leader election, see
-//! [`faultline_core::election`]) and [`unique_ids`]. What a client of a transactional workload
+//! [`faultline_core::election`]), [`unique_ids`], [`watch`] (change notification, see
+//! [`faultline_core::watch`]) and [`ephemeral`] (failure detection through ephemeral
+//! registrations, see [`faultline_core::ephemeral`]). What a client of a transactional workload
 //! receives and must answer is written in [`faultline_core::txn`].
 //!
 //! ```
@@ -33,6 +35,7 @@ pub mod bank;
 pub mod broadcast;
 pub mod clock;
 pub mod election;
+pub mod ephemeral;
 pub mod generator;
 pub mod interpreter;
 pub mod lock;
@@ -41,6 +44,7 @@ pub mod register;
 pub mod set;
 pub mod txn;
 pub mod unique_ids;
+pub mod watch;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -52,7 +56,7 @@ use faultline_core::{HarnessError, History, Test};
 use generator::BoxGen;
 
 /// The workloads that can run today.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "register",
     "set",
     "list-append",
@@ -65,9 +69,13 @@ pub const NAMES: [&str; 12] = [
     "queue",
     "election",
     "unique-ids",
+    "watch",
+    "ephemeral",
 ];
 /// The lock workloads: they take `lease_ms`, `fencing` and `client_pause_ms`.
 pub const LOCK_NAMES: [&str; 2] = ["lock", "fenced-lock"];
+/// The coordination workloads with options of their own besides the locks'.
+pub const COORDINATION_NAMES: [&str; 2] = ["watch", "ephemeral"];
 /// The transactional workloads: they take `--consistency` and the key and length options.
 pub const TXN_NAMES: [&str; 3] = ["list-append", "rw-register", "bank"];
 /// Every workload name `CONTRACTS.md` promises, available or not.
@@ -153,7 +161,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
     let own_options = TXN_NAMES.contains(&test.workload.as_str())
         || LOCK_NAMES.contains(&test.workload.as_str())
         || test.workload == "queue"
-        || test.workload == "election";
+        || test.workload == "election"
+        || COORDINATION_NAMES.contains(&test.workload.as_str());
     if !own_options {
         if let Some(option) = test.workload_options.keys().next() {
             return Err(WorkloadError::BadOption {
@@ -174,6 +183,8 @@ pub fn build(test: &Test) -> Result<Workload, WorkloadError> {
         "queue" => queue::workload(test),
         "election" => election::workload(test),
         "unique-ids" => Ok(unique_ids::workload()),
+        "watch" => watch::workload(test),
+        "ephemeral" => ephemeral::workload(test),
         other if CONTRACT_NAMES.contains(&other) => {
             Err(WorkloadError::NotAvailable(other.to_string()))
         }
