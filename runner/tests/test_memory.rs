@@ -363,18 +363,6 @@ fn unknown_or_unsuitable_targets_workloads_and_faults_are_bad_arguments() {
                 "--target",
                 "memory",
                 "--workload",
-                "ephemeral",
-                "--store",
-                s,
-            ],
-            "workload \"ephemeral\" is not available yet",
-        ),
-        (
-            vec![
-                "test",
-                "--target",
-                "memory",
-                "--workload",
                 "nosuch",
                 "--store",
                 s,
