@@ -437,6 +437,59 @@ pub async fn four_letter_word(addr: &str, word: &str) -> Result<String, String> 
 }
 
 /// Opens a session on `addr` only, bounded by `limit`.
+/// A client's session with one node, made when first needed: at `open` if the node answers,
+/// else at the next operation. The coordination clients (locks, elections, logs and queues)
+/// keep theirs in one.
+#[derive(Default)]
+pub(crate) struct LazySession {
+    addr: Option<String>,
+    session: Option<zk::Client>,
+}
+
+impl LazySession {
+    /// `node`'s address, and a session if one can be made within `limit`. A node that is down
+    /// is not a harness error: the session is made at the first operation then, and failing
+    /// to make it fails that operation.
+    pub(crate) async fn open(
+        db: &ZookeeperDb,
+        node: &str,
+        limit: Duration,
+    ) -> Result<LazySession, HarnessError> {
+        let addr = db.client_addr(node).map_err(|e| HarnessError::Client {
+            node: node.to_string(),
+            why: e.to_string(),
+        })?;
+        let session = connect(&addr, limit).await.ok();
+        Ok(LazySession {
+            addr: Some(addr),
+            session,
+        })
+    }
+
+    /// The session, made now if there is none. Nothing is sent before a session exists, so
+    /// failing to make one is a certain `fail`, returned as the operation's completion.
+    pub(crate) async fn get(&mut self, limit: Duration) -> Result<zk::Client, Completion> {
+        if let Some(session) = &self.session {
+            return Ok(session.clone());
+        }
+        let Some(addr) = &self.addr else {
+            return Err(Completion::fail("not-opened"));
+        };
+        match connect(addr, limit).await {
+            Ok(session) => {
+                self.session = Some(session.clone());
+                Ok(session)
+            }
+            Err(e) => Err(Completion::fail(format!("connect: {e}"))),
+        }
+    }
+
+    /// Drops the session (closing it): the next operation makes a new one.
+    pub(crate) fn forget(&mut self) {
+        self.session = None;
+    }
+}
+
 pub(crate) async fn connect(addr: &str, limit: Duration) -> Result<zk::Client, String> {
     let connecting = zk::Client::connector()
         .with_session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))

@@ -32,7 +32,7 @@ use faultline_core::unique_ids::GENERATE;
 use faultline_core::{BoxFuture, Client, Completion, HarnessError, Invocation, Test};
 
 use crate::election::{Candidate, ElectionService, Won};
-use crate::zookeeper::{classify_error, connect, ZookeeperDb, ROOT};
+use crate::zookeeper::{classify_error, LazySession, ZookeeperDb, ROOT};
 use crate::zookeeper_lock::sequence_of;
 
 /// How the client library words the errors after which a session answers nothing again
@@ -60,8 +60,7 @@ pub struct ZookeeperElectionClient {
     db: Arc<ZookeeperDb>,
     mode: Mode,
     request_timeout: Duration,
-    addr: Option<String>,
-    session: Option<zk::Client>,
+    session: LazySession,
     /// The candidate's node while it leads.
     node: Option<String>,
     candidate: Candidate,
@@ -73,8 +72,7 @@ impl ZookeeperElectionClient {
             db,
             mode,
             request_timeout,
-            addr: None,
-            session: None,
+            session: LazySession::default(),
             node: None,
             candidate: Candidate::default(),
         }
@@ -251,19 +249,9 @@ impl Client for ZookeeperElectionClient {
         node: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Client>, HarnessError>> {
         Box::pin(async move {
-            let addr = self
-                .db
-                .client_addr(node)
-                .map_err(|e| HarnessError::Client {
-                    node: node.to_string(),
-                    why: e.to_string(),
-                })?;
-            // A node that is down is not a harness error: the session is made at the first
-            // invoke then, and failing to make it fails that operation.
-            let session = connect(&addr, self.request_timeout).await.ok();
+            let session = LazySession::open(&self.db, node, self.request_timeout).await?;
             let mut client =
                 ZookeeperElectionClient::new(self.db.clone(), self.mode, self.request_timeout);
-            client.addr = Some(addr);
             client.session = session;
             Ok(Box::new(client) as Box<dyn Client>)
         })
@@ -272,17 +260,10 @@ impl Client for ZookeeperElectionClient {
     fn invoke<'a>(&'a mut self, _test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let started = Instant::now();
-            if self.session.is_none() {
-                let Some(addr) = self.addr.clone() else {
-                    return Completion::fail("not-opened");
-                };
-                // Nothing is sent before a session exists: failing to make one is certain.
-                match connect(&addr, self.request_timeout).await {
-                    Ok(session) => self.session = Some(session),
-                    Err(e) => return Completion::fail(format!("connect: {e}")),
-                }
-            }
-            let session = self.session.clone().expect("connected above");
+            let session = match self.session.get(self.request_timeout).await {
+                Ok(session) => session,
+                Err(failed) => return failed,
+            };
             let mut service = Service {
                 session: &session,
                 node: &mut self.node,
@@ -312,7 +293,7 @@ impl Client for ZookeeperElectionClient {
             // ephemeral nodes went with the old one, so it leads nothing.
             if let Completion::Fail(why) | Completion::Info(why) = &completion {
                 if why.as_str().is_some_and(|w| TERMINAL_ERRORS.contains(&w)) {
-                    self.session = None;
+                    self.session.forget();
                     self.node = None;
                     self.candidate = Candidate::default();
                 }
@@ -324,7 +305,7 @@ impl Client for ZookeeperElectionClient {
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
             // Dropping the last handle closes the session (and its ephemeral nodes).
-            self.session = None;
+            self.session.forget();
             Ok(())
         })
     }

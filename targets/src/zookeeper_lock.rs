@@ -32,7 +32,7 @@ use faultline_core::lock::LockSpec;
 use faultline_core::{BoxFuture, Client, Completion, HarnessError, Invocation, Test};
 
 use crate::lock::{Grant, Holder, LockService};
-use crate::zookeeper::{classify_error, connect, ZookeeperDb, ROOT};
+use crate::zookeeper::{classify_error, LazySession, ZookeeperDb, ROOT};
 
 /// A resource write that meets a changed version reads again, at most this many times.
 pub const WRITE_ATTEMPTS: usize = 5;
@@ -42,8 +42,7 @@ pub struct ZookeeperLockClient {
     db: Arc<ZookeeperDb>,
     spec: LockSpec,
     request_timeout: Duration,
-    addr: Option<String>,
-    session: Option<zk::Client>,
+    session: LazySession,
     /// The client's lock node while it holds the lock.
     node: Option<String>,
     holder: Holder,
@@ -55,8 +54,7 @@ impl ZookeeperLockClient {
             db,
             spec,
             request_timeout,
-            addr: None,
-            session: None,
+            session: LazySession::default(),
             node: None,
             holder: Holder::default(),
         }
@@ -250,19 +248,9 @@ impl Client for ZookeeperLockClient {
         node: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Client>, HarnessError>> {
         Box::pin(async move {
-            let addr = self
-                .db
-                .client_addr(node)
-                .map_err(|e| HarnessError::Client {
-                    node: node.to_string(),
-                    why: e.to_string(),
-                })?;
-            // A node that is down is not a harness error: the session is made at the first
-            // invoke then, and failing to make it fails that operation.
-            let session = connect(&addr, self.request_timeout).await.ok();
+            let session = LazySession::open(&self.db, node, self.request_timeout).await?;
             let mut client =
                 ZookeeperLockClient::new(self.db.clone(), self.spec, self.request_timeout);
-            client.addr = Some(addr);
             client.session = session;
             Ok(Box::new(client) as Box<dyn Client>)
         })
@@ -271,17 +259,10 @@ impl Client for ZookeeperLockClient {
     fn invoke<'a>(&'a mut self, _test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let started = Instant::now();
-            if self.session.is_none() {
-                let Some(addr) = self.addr.clone() else {
-                    return Completion::fail("not-opened");
-                };
-                // Nothing is sent before a session exists: failing to make one is certain.
-                match connect(&addr, self.request_timeout).await {
-                    Ok(session) => self.session = Some(session),
-                    Err(e) => return Completion::fail(format!("connect: {e}")),
-                }
-            }
-            let session = self.session.clone().expect("connected above");
+            let session = match self.session.get(self.request_timeout).await {
+                Ok(session) => session,
+                Err(failed) => return failed,
+            };
             let mut service = Service {
                 session: &session,
                 node: &mut self.node,
@@ -297,7 +278,7 @@ impl Client for ZookeeperLockClient {
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
             // Dropping the last handle closes the session (and its ephemeral nodes).
-            self.session = None;
+            self.session.forget();
             Ok(())
         })
     }

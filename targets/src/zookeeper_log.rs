@@ -32,7 +32,7 @@ use faultline_core::broadcast::{self, APPEND, FINAL};
 use faultline_core::queue::{self, CLAIM, COMPLETE, ENQUEUE};
 use faultline_core::{BoxFuture, Client, Completion, HarnessError, Invocation, Test};
 
-use crate::zookeeper::{classify_error, connect, ZookeeperDb, ROOT};
+use crate::zookeeper::{classify_error, LazySession, ZookeeperDb, ROOT};
 use crate::zookeeper_lock::sequence_of;
 
 /// The most deletes one claim tries before it gives up (`Fail("contended")`).
@@ -51,8 +51,7 @@ pub struct ZookeeperLogClient {
     mode: LogMode,
     sync_reads: bool,
     request_timeout: Duration,
-    addr: Option<String>,
-    session: Option<zk::Client>,
+    session: LazySession,
 }
 
 impl ZookeeperLogClient {
@@ -67,8 +66,7 @@ impl ZookeeperLogClient {
             mode,
             sync_reads,
             request_timeout,
-            addr: None,
-            session: None,
+            session: LazySession::default(),
         }
     }
 }
@@ -275,23 +273,13 @@ impl Client for ZookeeperLogClient {
         node: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Client>, HarnessError>> {
         Box::pin(async move {
-            let addr = self
-                .db
-                .client_addr(node)
-                .map_err(|e| HarnessError::Client {
-                    node: node.to_string(),
-                    why: e.to_string(),
-                })?;
-            // A node that is down is not a harness error: the session is made at the first
-            // invoke then, and failing to make it fails that operation.
-            let session = connect(&addr, self.request_timeout).await.ok();
+            let session = LazySession::open(&self.db, node, self.request_timeout).await?;
             let mut client = ZookeeperLogClient::new(
                 self.db.clone(),
                 self.mode,
                 self.sync_reads,
                 self.request_timeout,
             );
-            client.addr = Some(addr);
             client.session = session;
             Ok(Box::new(client) as Box<dyn Client>)
         })
@@ -300,17 +288,10 @@ impl Client for ZookeeperLogClient {
     fn invoke<'a>(&'a mut self, _test: &'a Test, op: &'a Invocation) -> BoxFuture<'a, Completion> {
         Box::pin(async move {
             let deadline = Instant::now() + self.request_timeout;
-            if self.session.is_none() {
-                let Some(addr) = self.addr.clone() else {
-                    return Completion::fail("not-opened");
-                };
-                // Nothing is sent before a session exists: failing to make one is certain.
-                match connect(&addr, self.request_timeout).await {
-                    Ok(session) => self.session = Some(session),
-                    Err(e) => return Completion::fail(format!("connect: {e}")),
-                }
-            }
-            let session = self.session.clone().expect("connected above");
+            let session = match self.session.get(self.request_timeout).await {
+                Ok(session) => session,
+                Err(failed) => return failed,
+            };
             let requests = Requests {
                 session: &session,
                 deadline,
@@ -321,7 +302,7 @@ impl Client for ZookeeperLogClient {
             };
             if matches!(completion, Completion::Info(_)) {
                 // The worker closes this client; a new session for the new process.
-                self.session = None;
+                self.session.forget();
             }
             completion
         })
@@ -329,7 +310,7 @@ impl Client for ZookeeperLogClient {
 
     fn close<'a>(&'a mut self, _test: &'a Test) -> BoxFuture<'a, Result<(), HarnessError>> {
         Box::pin(async move {
-            self.session = None;
+            self.session.forget();
             Ok(())
         })
     }
