@@ -427,6 +427,85 @@ fn print_human(
     }
 }
 
+/// One history file's verdict from a checker of its own (`--model lock`, the coordination
+/// models): what [`run_per_file`] prints.
+pub(crate) struct FileVerdict {
+    pub valid: Validity,
+    /// The checker's result as JSON (printed with `--json` when not valid).
+    pub result: Value,
+    pub explanation: String,
+    /// A few words for the text line (`12 holds`).
+    pub summary: String,
+    /// Client operations in the history.
+    pub ops: usize,
+}
+
+/// Checks each file with `check` and prints one verdict per file: a text line (`<file>:
+/// <verdict> (<model>, <ops> ops, <summary>, <ms> ms)` and the explanation), or one JSON
+/// object per file with `json`. An `Err` is a file that could not be checked (bad input).
+/// Exits with the worst status ([`combined_exit`]).
+pub(crate) fn run_per_file(
+    model: &str,
+    files: &[PathBuf],
+    json: bool,
+    check: impl Fn(&Path) -> Result<FileVerdict, String>,
+) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut codes = Vec::new();
+    for file in files {
+        let started = Instant::now();
+        let outcome = check(file);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut out = stdout.lock();
+        match outcome {
+            Ok(checked) => {
+                codes.push(checked.valid.exit_code() as u8);
+                if json {
+                    let mut line = json!({
+                        "file": file.display().to_string(),
+                        "model": model,
+                        "valid": checked.valid.to_json(),
+                        "ops": checked.ops,
+                        "elapsed_ms": (elapsed_ms * 1000.0).round() / 1000.0,
+                    });
+                    if checked.valid != Validity::Valid {
+                        line["result"] = checked.result;
+                        line["explanation"] = Value::String(checked.explanation);
+                    }
+                    let _ = writeln!(out, "{line}");
+                } else {
+                    let verdict = match checked.valid {
+                        Validity::Valid => "valid",
+                        Validity::Invalid => "INVALID",
+                        Validity::Unknown => "unknown",
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{}: {verdict} ({model}, {} ops, {}, {elapsed_ms:.1} ms)",
+                        file.display(),
+                        checked.ops,
+                        checked.summary
+                    );
+                    for line in checked.explanation.lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+            }
+            Err(why) => {
+                codes.push(EXIT_BAD_INPUT);
+                if json {
+                    let line = json!({"file": file.display().to_string(), "model": model,
+                                      "valid": "unknown", "reason": why});
+                    let _ = writeln!(out, "{line}");
+                } else {
+                    print_not_checked(&mut out, file.display(), "cannot check", &why);
+                }
+            }
+        }
+    }
+    ExitCode::from(combined_exit(codes.into_iter()))
+}
+
 /// A file that got no verdict: `<name>: <what>` on stdout, why on stderr.
 pub(crate) fn print_not_checked(
     out: &mut impl Write,

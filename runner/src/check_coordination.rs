@@ -6,20 +6,16 @@
 //! the candidates, its node names; otherwise the defaults. The ephemeral checker's slack is
 //! `--slack-ms` (default as the workload's).
 
-use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use faultline_checker::election::{self, ElectionOptions};
 use faultline_checker::ephemeral::{self, EphemeralOptions};
-use faultline_checker::{unique_ids, watch, Validity};
+use faultline_checker::{unique_ids, watch};
 use faultline_core::import::{read_history_file, Format};
 use faultline_core::Test;
 
-use crate::check::{combined_exit, print_not_checked};
-use crate::EXIT_BAD_INPUT;
+use crate::check::{run_per_file, FileVerdict};
 
 /// The model names `--model` takes for these checkers.
 pub const MODELS: [&str; 4] = ["election", "unique-ids", "watch", "ephemeral"];
@@ -32,14 +28,6 @@ pub struct Inputs<'a> {
     pub json: bool,
     /// The ephemeral checker's slack (ms).
     pub slack_ms: u64,
-}
-
-/// A verdict, its result as JSON, its explanation and a one-line summary.
-struct Checked {
-    valid: Validity,
-    result: Value,
-    explanation: String,
-    summary: String,
 }
 
 /// The election options of the run `file` belongs to, if it has a readable `test.json`.
@@ -57,15 +45,16 @@ fn election_options(file: &Path) -> ElectionOptions {
     }
 }
 
-fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> {
+fn check_file(inputs: &Inputs, file: &Path) -> Result<FileVerdict, String> {
     let (history, _format) = read_history_file(file, inputs.format).map_err(|e| e.to_string())?;
     let ops = history.client_ops().count() / 2;
     let checked = if inputs.model == "watch" {
         let r = watch::check(&history).map_err(|e| e.to_string())?;
-        Checked {
+        FileVerdict {
             valid: r.valid,
             summary: format!("{} events, {} watchers", r.events, r.watchers),
             result: serde_json::to_value(&r).expect("results serialize"),
+            ops,
             explanation: r.explain(),
         }
     } else if inputs.model == "ephemeral" {
@@ -73,16 +62,17 @@ fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> 
             slack_ms: inputs.slack_ms,
         };
         let r = ephemeral::check(&history, &options).map_err(|e| e.to_string())?;
-        Checked {
+        FileVerdict {
             valid: r.valid,
             summary: format!("{} lists, {} bounded registrations", r.lists, r.bounded),
             result: serde_json::to_value(&r).expect("results serialize"),
+            ops,
             explanation: r.explain(),
         }
     } else if inputs.model == "election" {
         let result =
             election::check(&history, &election_options(file)).map_err(|e| e.to_string())?;
-        Checked {
+        FileVerdict {
             valid: result.valid,
             summary: format!(
                 "{} campaigns, {} elected, {} observations of {} epochs",
@@ -90,10 +80,11 @@ fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> 
             ),
             explanation: result.explain(),
             result: serde_json::to_value(&result).expect("results serialize"),
+            ops,
         }
     } else {
         let result = unique_ids::check(&history).map_err(|e| e.to_string())?;
-        Checked {
+        FileVerdict {
             valid: result.valid,
             summary: format!(
                 "{} ids acknowledged, {} duplicated",
@@ -101,64 +92,14 @@ fn check_file(inputs: &Inputs, file: &Path) -> Result<(Checked, usize), String> 
             ),
             explanation: result.explain(),
             result: serde_json::to_value(&result).expect("results serialize"),
+            ops,
         }
     };
-    Ok((checked, ops))
+    Ok(checked)
 }
 
 pub fn run(inputs: &Inputs) -> ExitCode {
-    let stdout = std::io::stdout();
-    let mut codes = Vec::new();
-    let model = inputs.model;
-    for file in inputs.files {
-        let started = Instant::now();
-        let outcome = check_file(inputs, file);
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut out = stdout.lock();
-        match &outcome {
-            Ok((checked, ops)) => {
-                codes.push(checked.valid.exit_code() as u8);
-                if inputs.json {
-                    let mut line = json!({
-                        "file": file.display().to_string(),
-                        "model": model,
-                        "valid": checked.valid.to_json(),
-                        "ops": ops,
-                        "elapsed_ms": (elapsed_ms * 1000.0).round() / 1000.0,
-                    });
-                    if checked.valid != Validity::Valid {
-                        line["result"] = checked.result.clone();
-                        line["explanation"] = Value::String(checked.explanation.clone());
-                    }
-                    let _ = writeln!(out, "{line}");
-                } else {
-                    let verdict = match checked.valid {
-                        Validity::Valid => "valid",
-                        Validity::Invalid => "INVALID",
-                        Validity::Unknown => "unknown",
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{}: {verdict} ({model}, {ops} ops, {}, {elapsed_ms:.1} ms)",
-                        file.display(),
-                        checked.summary
-                    );
-                    for line in checked.explanation.lines() {
-                        let _ = writeln!(out, "  {line}");
-                    }
-                }
-            }
-            Err(why) => {
-                codes.push(EXIT_BAD_INPUT);
-                if inputs.json {
-                    let line = json!({"file": file.display().to_string(), "model": model,
-                                      "valid": "unknown", "reason": why});
-                    let _ = writeln!(out, "{line}");
-                } else {
-                    print_not_checked(&mut out, file.display(), "cannot check", why);
-                }
-            }
-        }
-    }
-    ExitCode::from(combined_exit(codes.into_iter()))
+    run_per_file(inputs.model, inputs.files, inputs.json, |file| {
+        check_file(inputs, file)
+    })
 }
