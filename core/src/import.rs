@@ -50,6 +50,8 @@ use crate::error::HistoryError;
 use crate::history::{History, Op, OpType, Process};
 use crate::jsonl;
 
+mod edn_fast;
+
 /// How many bytes from the start of a file [`Format::Auto`] looks at.
 pub const DETECT_HEAD_BYTES: usize = 64 << 10;
 
@@ -286,17 +288,48 @@ enum EdnFlavor {
 /// invocation without a process opens a fresh process, and a completion without a process
 /// completes the oldest such invocation still open. These processes are numbered after the
 /// largest integer process in the file, so they never collide with real ones.
+///
+/// Flat op maps take a fast path (`edn_fast`) that reads them without building EDN values;
+/// any text it does not read is read by the full [`EdnReader`], which also reports errors.
 fn read_edn_history(text: &str, file: &str, flavor: EdnFlavor) -> Result<History, HistoryError> {
-    let mut ops: Vec<Op> = Vec::new();
+    if let Some(ops) = edn_fast::read_ops(text) {
+        // Lines are not tracked on the fast path: if an op breaks a rule, the full reader
+        // below reads the text again and reports the op with its line.
+        if let Ok(history) = assemble_edn_ops(ops.into_iter().map(|op| Ok((0, op))), file, flavor) {
+            return Ok(history);
+        }
+    }
+    let mut reader = EdnReader::new(text, file).unwrap_top_level_sequences();
+    let mut position = 0u64;
+    let ops = std::iter::from_fn(|| {
+        let read = match reader.next_value() {
+            Ok(Some((line, value))) => op_from_edn(value, position)
+                .map(|op| (line, op))
+                .map_err(|why| HistoryError::parse(file, line, why)),
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        };
+        position += 1;
+        Some(read)
+    });
+    assemble_edn_ops(ops, file, flavor)
+}
+
+/// Builds the history from op maps read in file order, each with the line it starts on.
+fn assemble_edn_ops(
+    parsed: impl Iterator<Item = Result<(usize, ParsedOp), HistoryError>>,
+    file: &str,
+    flavor: EdnFlavor,
+) -> Result<History, HistoryError> {
+    let mut ops: Vec<Op> = Vec::with_capacity(parsed.size_hint().0);
     let mut max_client: Option<u64> = None;
     // (position in `ops`, anonymous process number) of every op without `:process`.
     let mut anonymous: Vec<(usize, u64)> = Vec::new();
     let mut open_anonymous: VecDeque<u64> = VecDeque::new();
     let mut next_anonymous = 0u64;
-    let mut reader = EdnReader::new(text, file).unwrap_top_level_sequences();
-    while let Some((line, value)) = reader.next_value()? {
+    for read in parsed {
+        let (line, parsed) = read?;
         let bad = |why: String| HistoryError::parse(file, line, why);
-        let parsed = op_from_edn(value, ops.len() as u64).map_err(bad)?;
         if flavor == EdnFlavor::PorcupineKv {
             check_porcupine_kv_op(&parsed.op).map_err(bad)?;
         }
