@@ -53,6 +53,11 @@ pub const CONNECT_ATTEMPTS: u32 = 5;
 pub const CONNECT_BACKOFF_FIRST_MS: u64 = 100;
 /// The longest pause between two connect attempts.
 pub const CONNECT_BACKOFF_MAX_MS: u64 = 2_000;
+/// After connecting failed every attempt (about 50 s against a host that accepts TCP but
+/// never answers), calls fail at once for this long instead of trying again: otherwise every
+/// step of a teardown (heal the network, reset clocks, resume, tear down, fetch logs) waits
+/// the whole retry again on a dead host, minutes in all.
+pub const UNREACHABLE_HOLD_MS: u64 = 60_000;
 /// The longest a command may run before the remote gives up on it (an `Err`; the command
 /// may still be running on the node).
 pub const COMMAND_TIMEOUT_MS: u64 = 600_000;
@@ -115,6 +120,8 @@ pub struct SshRemote {
     config: Arc<SshConfig>,
     /// The kept session; `None` before the first call and after a session was lost.
     session: Arc<Mutex<Option<Session>>>,
+    /// When connecting last failed every attempt, and why (see [`UNREACHABLE_HOLD_MS`]).
+    unreachable: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 impl std::fmt::Debug for SshRemote {
@@ -135,6 +142,7 @@ impl SshRemote {
             host: host.to_string(),
             config: Arc::new(config),
             session: Arc::new(Mutex::new(None)),
+            unreachable: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -154,6 +162,7 @@ impl SshRemote {
             host: self.host.clone(),
             config: self.config.clone(),
             slot: self.session.clone(),
+            unreachable: self.unreachable.clone(),
         };
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || work(&mut link))
@@ -173,6 +182,7 @@ struct Link {
     host: String,
     config: Arc<SshConfig>,
     slot: Arc<Mutex<Option<Session>>>,
+    unreachable: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 /// How one call on a session failed.
@@ -265,18 +275,37 @@ impl Link {
     /// Connects, retrying (bounded, with backoff) failures of the connection itself; a
     /// refused host key or private key is final.
     fn connect(&self) -> Result<Session, HarnessError> {
+        let mut unreachable = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((when, why)) = unreachable.as_ref() {
+            let since = when.elapsed();
+            if since < Duration::from_millis(UNREACHABLE_HOLD_MS) {
+                return Err(self.error(
+                    &self.target(),
+                    format!(
+                        "not tried again within {UNREACHABLE_HOLD_MS} ms of a failed connect \
+                         ({:.1} s ago): {why}",
+                        since.as_secs_f64()
+                    ),
+                ));
+            }
+        }
         let attempts = self.config.connect_attempts.max(1);
         let mut backoff = Duration::from_millis(CONNECT_BACKOFF_FIRST_MS);
         let mut attempt = 1;
         loop {
             match self.connect_once() {
-                Ok(session) => return Ok(session),
+                Ok(session) => {
+                    *unreachable = None;
+                    return Ok(session);
+                }
                 Err(Refused::Final(why)) => return Err(self.error(&self.target(), why)),
                 Err(Refused::Retry(why)) if attempt >= attempts => {
-                    return Err(self.error(
-                        &self.target(),
-                        format!("cannot connect after {attempts} attempts: {why}"),
-                    ))
+                    let why = format!("cannot connect after {attempts} attempts: {why}");
+                    *unreachable = Some((Instant::now(), why.clone()));
+                    return Err(self.error(&self.target(), why));
                 }
                 Err(Refused::Retry(why)) => {
                     tracing::debug!(
@@ -703,5 +732,14 @@ mod tests {
         assert!(stderr.contains("after 2 attempts"), "{stderr}");
         // One backoff between the two attempts, and no more.
         assert!(started.elapsed() < Duration::from_millis(CONNECT_BACKOFF_FIRST_MS * 10));
+        // The next call does not try again for a while: it fails at once, saying why.
+        let again = Instant::now();
+        let result = rt.block_on(remote.exec(&Command::new("true", &[])));
+        let Err(HarnessError::Command { stderr, .. }) = result else {
+            panic!("still nothing there: {result:?}")
+        };
+        assert!(stderr.contains("not tried again"), "{stderr}");
+        assert!(stderr.contains("after 2 attempts"), "{stderr}");
+        assert!(again.elapsed() < Duration::from_millis(CONNECT_BACKOFF_FIRST_MS));
     }
 }
