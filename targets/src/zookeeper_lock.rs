@@ -271,7 +271,15 @@ impl Client for ZookeeperLockClient {
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1)),
             };
-            self.holder.invoke(&mut service, &self.spec, op).await
+            let completion = self.holder.invoke(&mut service, &self.spec, op).await;
+            // An expired (or closed) session answers nothing again: a new one at the next
+            // invoke (its lock node went with the old one). Without this a worker whose
+            // session expired under a partition failed every acquire until the run ended,
+            // and the final read of the resource failed too (seed 132 in the lab).
+            if self.session.forget_if_over(&completion) {
+                self.node = None;
+            }
+            completion
         })
     }
 

@@ -303,6 +303,10 @@ impl Client for ZookeeperLogClient {
             if matches!(completion, Completion::Info(_)) {
                 // The worker closes this client; a new session for the new process.
                 self.session.forget();
+            } else {
+                // A `fail` on an expired session: the worker keeps this client, so make a new
+                // session at the next invoke.
+                self.session.forget_if_over(&completion);
             }
             completion
         })
