@@ -35,6 +35,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,12 +158,25 @@ impl SshRemote {
         T: Send + 'static,
         F: FnOnce(&mut Link) -> Result<T, HarnessError> + Send + 'static,
     {
+        // The blocking call outlives this future when the caller gives up (a timeout drops
+        // it): the guard tells the call, which then stops reading a command's output, or does
+        // not start at all if it still waits for the session, so that it does not hold the
+        // node's session (and run a command nobody waits for) long after.
+        struct Abandon(Arc<AtomicBool>);
+        impl Drop for Abandon {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _guard = Abandon(abandoned.clone());
         let mut link = Link {
             node: self.node.clone(),
             host: self.host.clone(),
             config: self.config.clone(),
             slot: self.session.clone(),
             unreachable: self.unreachable.clone(),
+            abandoned,
         };
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || work(&mut link))
@@ -183,6 +197,8 @@ struct Link {
     config: Arc<SshConfig>,
     slot: Arc<Mutex<Option<Session>>>,
     unreachable: Arc<Mutex<Option<(Instant, String)>>>,
+    /// Set when the caller stopped waiting for this call.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// How one call on a session failed.
@@ -239,6 +255,10 @@ impl Link {
             *slot = None;
             slot
         });
+        if self.abandoned.load(Ordering::SeqCst) {
+            // The caller gave up while this call waited for the session: nothing was sent.
+            return Err(self.error(what, "not started: the caller stopped waiting for it"));
+        }
         let kept = slot.is_some();
         if !kept {
             *slot = Some(self.connect()?);
@@ -425,9 +445,16 @@ impl Link {
             // Read stdout and stderr in turns with short waits, so that neither fills its
             // window (which would stall the command) while the other is waited on.
             session.set_timeout(STREAM_POLL_MS);
-            let output = read_both(&mut channel, Duration::from_millis(limit_ms));
-            session.set_timeout(REQUEST_TIMEOUT_MS);
+            let output = read_both(
+                &mut channel,
+                Duration::from_millis(limit_ms),
+                &self.abandoned,
+            );
+            // On a failure the channel is dropped with the short wait still set: freeing an
+            // open channel waits for the server to close it, which a running command does only
+            // when it ends. The session is dropped after such a failure anyway.
             let (stdout, stderr) = output?;
+            session.set_timeout(REQUEST_TIMEOUT_MS);
             channel
                 .wait_close()
                 .map_err(|e| lost("waiting for it to exit", &e))?;
@@ -513,7 +540,12 @@ impl Link {
 }
 
 /// Reads a command's stdout and stderr until both end, bounded by `limit`.
-fn read_both(channel: &mut ssh2::Channel, limit: Duration) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+/// Stops early when `abandoned` is set: the session is then dropped (the command may still run).
+fn read_both(
+    channel: &mut ssh2::Channel,
+    limit: Duration,
+    abandoned: &AtomicBool,
+) -> Result<(Vec<u8>, Vec<u8>), Failure> {
     let deadline = Instant::now() + limit;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
@@ -525,6 +557,11 @@ fn read_both(channel: &mut ssh2::Channel, limit: Duration) -> Result<(Vec<u8>, V
             return Err(Failure::Timeout {
                 limit_ms: limit.as_millis() as u64,
             });
+        }
+        if abandoned.load(Ordering::SeqCst) {
+            return Err(Failure::Lost(
+                "the caller stopped waiting for it; the command may still run".into(),
+            ));
         }
         if !stdout_done {
             match channel.read(&mut buffer) {
