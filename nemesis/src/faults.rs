@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use faultline_core::future::join_all;
 use faultline_core::{BoxFuture, Db, HarnessError, Invocation, Nemesis, Net, Node, Test};
 use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 
@@ -301,10 +302,13 @@ impl Faults {
                 self.net_faulted = false;
             }
         }
+        // Each kind on every node at once: a slow or unreachable node does not hold up the
+        // others' heal (nor a bounded teardown end before the others are healed).
         if asked(Kind::Clock) || !self.skewed.is_empty() {
             if let Some(clock) = self.db.as_clock() {
-                for node in &self.nodes {
-                    match clock.reset(test, node).await {
+                let resets = self.nodes.iter().map(|node| clock.reset(test, node));
+                for (node, result) in self.nodes.iter().zip(join_all(resets).await) {
+                    match result {
                         Ok(()) => {
                             self.skewed.remove(&node.name);
                             report.clocks_reset.push(node.name.clone());
@@ -319,8 +323,9 @@ impl Faults {
         if asked(Kind::Pause) || !self.paused.is_empty() {
             if let Some(pause) = self.db.as_pause() {
                 // Every node, not only those marked: resuming a running process is harmless.
-                for node in &self.nodes {
-                    match pause.resume(test, node).await {
+                let resumes = self.nodes.iter().map(|node| pause.resume(test, node));
+                for (node, result) in self.nodes.iter().zip(join_all(resumes).await) {
+                    match result {
                         Ok(()) => {
                             self.paused.remove(&node.name);
                             report.resumed.push(node.name.clone());
@@ -333,11 +338,14 @@ impl Faults {
             }
         }
         if let Some(kill) = self.db.as_kill() {
-            for node in &self.nodes {
-                if !self.killed.contains(&node.name) {
-                    continue;
-                }
-                match kill.start(test, node).await {
+            let killed: Vec<&Node> = self
+                .nodes
+                .iter()
+                .filter(|node| self.killed.contains(&node.name))
+                .collect();
+            let starts = killed.iter().map(|node| kill.start(test, node));
+            for (node, result) in killed.iter().zip(join_all(starts).await) {
+                match result {
                     Ok(()) => {
                         self.killed.remove(&node.name);
                         report.started.push(node.name.clone());

@@ -580,32 +580,47 @@ fn write_files(state: &LabState) -> anyhow::Result<()> {
     )?;
     for host in &state.hosts {
         let host_dir = state.host_dir(host);
-        let config = format!(
-            "ListenAddress {address}:22\n\
-             HostKey {host_key}\n\
-             PidFile {pid_file}\n\
-             AuthorizedKeysFile {authorized_keys}\n\
-             PermitRootLogin prohibit-password\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             UseDNS no\n\
-             PrintMotd no\n\
-             MaxStartups 100:30:200\n\
-             MaxSessions 100\n\
-             Subsystem sftp {SFTP_SERVER}\n",
-            address = host
-                .address
+        let config = sshd_config(
+            host.address
                 .as_deref()
                 .expect("addresses follow the subnet"),
-            host_key = host_dir.join("ssh_host_ed25519_key").display(),
-            pid_file = host_dir.join("sshd.pid").display(),
-            authorized_keys = state.dir.join("authorized_keys").display(),
+            &host_dir.join("ssh_host_ed25519_key"),
+            &host_dir.join("sshd.pid"),
+            &state.dir.join("authorized_keys"),
         );
         write(&state.sshd_config(host), &config)?;
     }
     Ok(())
+}
+
+/// One host's sshd configuration.
+///
+/// `SetEnv SHLVL=1`: sshd runs every command through root's login shell, and bash sources
+/// `~/.bashrc` for a command from sshd only when its shell level (SHLVL from the environment,
+/// plus one) is below 2. A `.bashrc` may be slow (this machine's runs `pyenv init`, which takes
+/// pyenv's rehash lock: concurrent commands queued behind it for up to a minute); with SHLVL=1
+/// the login shell is at level 2 and runs the command without it (docs/lab.md).
+fn sshd_config(address: &str, host_key: &Path, pid_file: &Path, authorized_keys: &Path) -> String {
+    format!(
+        "ListenAddress {address}:22\n\
+         HostKey {host_key}\n\
+         PidFile {pid_file}\n\
+         AuthorizedKeysFile {authorized_keys}\n\
+         PermitRootLogin prohibit-password\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         UsePAM no\n\
+         StrictModes no\n\
+         UseDNS no\n\
+         PrintMotd no\n\
+         MaxStartups 100:30:200\n\
+         MaxSessions 100\n\
+         SetEnv SHLVL=1\n\
+         Subsystem sftp {SFTP_SERVER}\n",
+        host_key = host_key.display(),
+        pid_file = pid_file.display(),
+        authorized_keys = authorized_keys.display(),
+    )
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -1246,6 +1261,52 @@ mod tests {
         assert!(forwarding_may_drop(
             "-P FORWARD ACCEPT\n-A FORWARD -j DOCKER-USER\n"
         ));
+    }
+
+    #[test]
+    fn sshd_keeps_bash_from_sourcing_bashrc_and_sshd_accepts_the_config() {
+        let dir =
+            std::env::temp_dir().join(format!("faultline-sshd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("ssh_host_ed25519_key");
+        let config = sshd_config(
+            "127.0.0.1",
+            &key,
+            &dir.join("sshd.pid"),
+            &dir.join("authorized_keys"),
+        );
+        assert!(config.lines().any(|l| l == "SetEnv SHLVL=1"), "{config}");
+        assert!(
+            config.starts_with("ListenAddress 127.0.0.1:22\n"),
+            "{config}"
+        );
+        // sshd itself parses it (`-t`), when it, its privilege separation directory and
+        // ssh-keygen are there.
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output();
+        if keygen.is_ok_and(|o| o.status.success())
+            && Path::new(SSHD).exists()
+            && Path::new("/run/sshd").is_dir()
+        {
+            let file = dir.join("sshd_config");
+            std::fs::write(&file, &config).unwrap();
+            let out = Command::new(SSHD)
+                .arg("-t")
+                .arg("-f")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "sshd -t: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faultline_checker::Validity;
+use faultline_core::future::join_all;
 use faultline_core::jsonl::{read_jsonl_file, HistoryWriter};
 use faultline_core::test::derive_seed;
 use faultline_core::{Limits, Nemesis as _, Net, Node, Remote, Test};
@@ -1132,17 +1133,35 @@ fn run_one(
             }
             recorded = Some(done);
         }
-        // Heal and tear down on every path, going on past failures.
-        if let Err(e) = nemesis.teardown(&test).await {
-            tracing::error!("nemesis teardown: {e}");
-            first_error.get_or_insert(e.to_string());
+        // Heal and tear down on every path, going on past failures. Each step is bounded by
+        // the setup bound, so a node that no longer answers (or an SSH command stuck behind
+        // a setup that timed out) cannot hold the run: at most four bounds in all.
+        match tokio::time::timeout(setup_limit, nemesis.teardown(&test)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("nemesis teardown: {e}");
+                first_error.get_or_insert(e.to_string());
+            }
+            Err(_) => {
+                let e = format!("nemesis teardown (healing) took longer than {setup_limit:?}");
+                tracing::error!("{e}");
+                first_error.get_or_insert(e);
+            }
         }
         // The network's own heal removes every rule it may have made, also ones a crashed
         // nemesis left behind (it works from the hosts, not from memory).
         if let Some(net) = net.as_deref().or(target.db.as_net()) {
-            if let Err(e) = net.heal(&test).await {
-                tracing::error!("network heal: {e}");
-                first_error.get_or_insert(format!("network heal: {e}"));
+            match tokio::time::timeout(setup_limit, net.heal(&test)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("network heal: {e}");
+                    first_error.get_or_insert(format!("network heal: {e}"));
+                }
+                Err(_) => {
+                    let e = format!("network heal took longer than {setup_limit:?}");
+                    tracing::error!("{e}");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let teardowns = nodes.iter().map(|node| {
@@ -1164,14 +1183,16 @@ fn run_one(
                 first_error.get_or_insert(e);
             }
         }
-        collect_logs(
+        let logs = collect_logs(
             target.db.as_ref(),
             &test,
             &nodes,
             &nodes_dir,
             cluster.is_local(),
-        )
-        .await;
+        );
+        if tokio::time::timeout(setup_limit, logs).await.is_err() {
+            tracing::warn!("collecting the nodes' logs took longer than {setup_limit:?}; gave up");
+        }
         (recorded, first_error)
     };
     let (recorded, harness_error) = runtime.block_on(lifecycle);
@@ -1387,36 +1408,6 @@ async fn collect_logs(
         }
     });
     join_all(copies).await;
-}
-
-/// Awaits futures concurrently (setup and teardown of every node).
-async fn join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, slot) in pinned.iter_mut().zip(results.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *slot = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results
-        .into_iter()
-        .map(|r| r.expect("every future finished"))
-        .collect()
 }
 
 /// Ctrl-C once: stop drawing operations, let in-flight ones finish, check, exit. Twice: exit

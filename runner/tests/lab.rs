@@ -204,6 +204,27 @@ fn lab_hosts_are_driven_over_ssh_partitioned_with_iptables_and_removed_by_down()
         }
         let n1 = &hosts[0].2;
 
+        // sshd gives the login shell SHLVL=1, so bash runs at level 2 and does not source
+        // root's ~/.bashrc for a command (a slow one stalled every command; docs/lab.md).
+        // bash sets the level back before it execs a lone command, so the command sees 1 (without
+        // the setting: 0 under bash, nothing under other shells).
+        let level = stdout_of(n1, &RemoteCommand::new("printenv", &["SHLVL"])).await;
+        assert_eq!(level.trim(), "1", "SHLVL as sshd set it");
+
+        // A call whose caller gave up (a timeout drops it) stops reading at once and lets go
+        // of the node's session: the next command does not wait out the first one's 3 s.
+        let sleep = shell("sleep 3");
+        let slow = tokio::time::timeout(Duration::from_millis(300), n1.exec(&sleep)).await;
+        assert!(slow.is_err(), "sleep 3 outlasted its 300 ms");
+        let started = Instant::now();
+        let hostname = stdout_of(n1, &RemoteCommand::new("hostname", &[])).await;
+        assert_eq!(hostname.trim(), "n1");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the next command waited {:?}",
+            started.elapsed()
+        );
+
         // Status, stdin, stderr, a signal's death, and words a shell would mangle.
         let out = n1.exec(&shell("echo oops >&2; exit 3")).await.unwrap();
         assert_eq!(out.status, Some(3));

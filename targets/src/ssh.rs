@@ -35,6 +35,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,11 @@ pub const CONNECT_ATTEMPTS: u32 = 5;
 pub const CONNECT_BACKOFF_FIRST_MS: u64 = 100;
 /// The longest pause between two connect attempts.
 pub const CONNECT_BACKOFF_MAX_MS: u64 = 2_000;
+/// After connecting failed every attempt (about 50 s against a host that accepts TCP but
+/// never answers), calls fail at once for this long instead of trying again: otherwise every
+/// step of a teardown (heal the network, reset clocks, resume, tear down, fetch logs) waits
+/// the whole retry again on a dead host, minutes in all.
+pub const UNREACHABLE_HOLD_MS: u64 = 60_000;
 /// The longest a command may run before the remote gives up on it (an `Err`; the command
 /// may still be running on the node).
 pub const COMMAND_TIMEOUT_MS: u64 = 600_000;
@@ -115,6 +121,8 @@ pub struct SshRemote {
     config: Arc<SshConfig>,
     /// The kept session; `None` before the first call and after a session was lost.
     session: Arc<Mutex<Option<Session>>>,
+    /// When connecting last failed every attempt, and why (see [`UNREACHABLE_HOLD_MS`]).
+    unreachable: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 impl std::fmt::Debug for SshRemote {
@@ -135,6 +143,7 @@ impl SshRemote {
             host: host.to_string(),
             config: Arc::new(config),
             session: Arc::new(Mutex::new(None)),
+            unreachable: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -149,11 +158,25 @@ impl SshRemote {
         T: Send + 'static,
         F: FnOnce(&mut Link) -> Result<T, HarnessError> + Send + 'static,
     {
+        // The blocking call outlives this future when the caller gives up (a timeout drops
+        // it): the guard tells the call, which then stops reading a command's output, or does
+        // not start at all if it still waits for the session, so that it does not hold the
+        // node's session (and run a command nobody waits for) long after.
+        struct Abandon(Arc<AtomicBool>);
+        impl Drop for Abandon {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _guard = Abandon(abandoned.clone());
         let mut link = Link {
             node: self.node.clone(),
             host: self.host.clone(),
             config: self.config.clone(),
             slot: self.session.clone(),
+            unreachable: self.unreachable.clone(),
+            abandoned,
         };
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || work(&mut link))
@@ -173,6 +196,9 @@ struct Link {
     host: String,
     config: Arc<SshConfig>,
     slot: Arc<Mutex<Option<Session>>>,
+    unreachable: Arc<Mutex<Option<(Instant, String)>>>,
+    /// Set when the caller stopped waiting for this call.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// How one call on a session failed.
@@ -229,6 +255,10 @@ impl Link {
             *slot = None;
             slot
         });
+        if self.abandoned.load(Ordering::SeqCst) {
+            // The caller gave up while this call waited for the session: nothing was sent.
+            return Err(self.error(what, "not started: the caller stopped waiting for it"));
+        }
         let kept = slot.is_some();
         if !kept {
             *slot = Some(self.connect()?);
@@ -265,18 +295,37 @@ impl Link {
     /// Connects, retrying (bounded, with backoff) failures of the connection itself; a
     /// refused host key or private key is final.
     fn connect(&self) -> Result<Session, HarnessError> {
+        let mut unreachable = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((when, why)) = unreachable.as_ref() {
+            let since = when.elapsed();
+            if since < Duration::from_millis(UNREACHABLE_HOLD_MS) {
+                return Err(self.error(
+                    &self.target(),
+                    format!(
+                        "not tried again within {UNREACHABLE_HOLD_MS} ms of a failed connect \
+                         ({:.1} s ago): {why}",
+                        since.as_secs_f64()
+                    ),
+                ));
+            }
+        }
         let attempts = self.config.connect_attempts.max(1);
         let mut backoff = Duration::from_millis(CONNECT_BACKOFF_FIRST_MS);
         let mut attempt = 1;
         loop {
             match self.connect_once() {
-                Ok(session) => return Ok(session),
+                Ok(session) => {
+                    *unreachable = None;
+                    return Ok(session);
+                }
                 Err(Refused::Final(why)) => return Err(self.error(&self.target(), why)),
                 Err(Refused::Retry(why)) if attempt >= attempts => {
-                    return Err(self.error(
-                        &self.target(),
-                        format!("cannot connect after {attempts} attempts: {why}"),
-                    ))
+                    let why = format!("cannot connect after {attempts} attempts: {why}");
+                    *unreachable = Some((Instant::now(), why.clone()));
+                    return Err(self.error(&self.target(), why));
                 }
                 Err(Refused::Retry(why)) => {
                     tracing::debug!(
@@ -396,9 +445,16 @@ impl Link {
             // Read stdout and stderr in turns with short waits, so that neither fills its
             // window (which would stall the command) while the other is waited on.
             session.set_timeout(STREAM_POLL_MS);
-            let output = read_both(&mut channel, Duration::from_millis(limit_ms));
-            session.set_timeout(REQUEST_TIMEOUT_MS);
+            let output = read_both(
+                &mut channel,
+                Duration::from_millis(limit_ms),
+                &self.abandoned,
+            );
+            // On a failure the channel is dropped with the short wait still set: freeing an
+            // open channel waits for the server to close it, which a running command does only
+            // when it ends. The session is dropped after such a failure anyway.
             let (stdout, stderr) = output?;
+            session.set_timeout(REQUEST_TIMEOUT_MS);
             channel
                 .wait_close()
                 .map_err(|e| lost("waiting for it to exit", &e))?;
@@ -484,7 +540,12 @@ impl Link {
 }
 
 /// Reads a command's stdout and stderr until both end, bounded by `limit`.
-fn read_both(channel: &mut ssh2::Channel, limit: Duration) -> Result<(Vec<u8>, Vec<u8>), Failure> {
+/// Stops early when `abandoned` is set: the session is then dropped (the command may still run).
+fn read_both(
+    channel: &mut ssh2::Channel,
+    limit: Duration,
+    abandoned: &AtomicBool,
+) -> Result<(Vec<u8>, Vec<u8>), Failure> {
     let deadline = Instant::now() + limit;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
@@ -496,6 +557,11 @@ fn read_both(channel: &mut ssh2::Channel, limit: Duration) -> Result<(Vec<u8>, V
             return Err(Failure::Timeout {
                 limit_ms: limit.as_millis() as u64,
             });
+        }
+        if abandoned.load(Ordering::SeqCst) {
+            return Err(Failure::Lost(
+                "the caller stopped waiting for it; the command may still run".into(),
+            ));
         }
         if !stdout_done {
             match channel.read(&mut buffer) {
@@ -703,5 +769,14 @@ mod tests {
         assert!(stderr.contains("after 2 attempts"), "{stderr}");
         // One backoff between the two attempts, and no more.
         assert!(started.elapsed() < Duration::from_millis(CONNECT_BACKOFF_FIRST_MS * 10));
+        // The next call does not try again for a while: it fails at once, saying why.
+        let again = Instant::now();
+        let result = rt.block_on(remote.exec(&Command::new("true", &[])));
+        let Err(HarnessError::Command { stderr, .. }) = result else {
+            panic!("still nothing there: {result:?}")
+        };
+        assert!(stderr.contains("not tried again"), "{stderr}");
+        assert!(stderr.contains("after 2 attempts"), "{stderr}");
+        assert!(again.elapsed() < Duration::from_millis(CONNECT_BACKOFF_FIRST_MS));
     }
 }

@@ -488,7 +488,32 @@ impl LazySession {
     pub(crate) fn forget(&mut self) {
         self.session = None;
     }
+
+    /// Drops the session when `completion` says it answers nothing again (expired, closed):
+    /// a failed read is a `fail`, so the worker keeps this client, and without a new session
+    /// every later operation would fail the same way. Returns whether it did; the session's
+    /// ephemeral nodes went with it.
+    pub(crate) fn forget_if_over(&mut self, completion: &Completion) -> bool {
+        let over = match completion {
+            Completion::Fail(why) | Completion::Info(why) => {
+                why.as_str().is_some_and(|w| TERMINAL_ERRORS.contains(&w))
+            }
+            _ => false,
+        };
+        if over {
+            self.forget();
+        }
+        over
+    }
 }
+
+/// How the client library words the errors after which a session answers nothing again
+/// (its `Error::is_terminated`).
+pub(crate) const TERMINAL_ERRORS: [&str; 3] = [
+    "session expired",
+    "no available hosts",
+    "client has been closed",
+];
 
 pub(crate) async fn connect(addr: &str, limit: Duration) -> Result<zk::Client, String> {
     let connecting = zk::Client::connector()

@@ -35,14 +35,6 @@ use crate::election::{Candidate, ElectionService, Won};
 use crate::zookeeper::{classify_error, LazySession, ZookeeperDb, ROOT};
 use crate::zookeeper_lock::sequence_of;
 
-/// How the client library words the errors after which a session answers nothing again
-/// (its `Error::is_terminated`).
-const TERMINAL_ERRORS: [&str; 3] = [
-    "session expired",
-    "no available hosts",
-    "client has been closed",
-];
-
 /// A leader query lists the children again at most this many times when the lowest one goes
 /// before its data is read.
 pub const LEADER_ATTEMPTS: usize = 3;
@@ -291,12 +283,9 @@ impl Client for ZookeeperElectionClient {
             // An expired (or closed) session answers nothing again, and a read that fails is a `fail`
             // (the worker keeps this client): make a new session at the next invoke. Its
             // ephemeral nodes went with the old one, so it leads nothing.
-            if let Completion::Fail(why) | Completion::Info(why) = &completion {
-                if why.as_str().is_some_and(|w| TERMINAL_ERRORS.contains(&w)) {
-                    self.session.forget();
-                    self.node = None;
-                    self.candidate = Candidate::default();
-                }
+            if self.session.forget_if_over(&completion) {
+                self.node = None;
+                self.candidate = Candidate::default();
             }
             completion
         })

@@ -271,7 +271,32 @@ impl Client for ZookeeperLockClient {
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1)),
             };
-            self.holder.invoke(&mut service, &self.spec, op).await
+            let mut completion = self.holder.invoke(&mut service, &self.spec, op).await;
+            // An expired (or closed) session answers nothing again: a new one at the next
+            // invoke (its lock node went with the old one). Without this a worker whose
+            // session expired under a partition failed every acquire until the run ended,
+            // and the final read of the resource failed too (seed 132 in the lab).
+            if self.session.forget_if_over(&completion) {
+                self.node = None;
+                // A read changes nothing: asked once more, on a new session, within its time
+                // (the run's one read of the resource would otherwise be lost).
+                if op.f == "read" {
+                    let remaining = self.request_timeout.saturating_sub(started.elapsed());
+                    if let Ok(session) = self.session.get(remaining).await {
+                        let mut service = Service {
+                            session: &session,
+                            node: &mut self.node,
+                            request_timeout: self
+                                .request_timeout
+                                .saturating_sub(started.elapsed())
+                                .max(Duration::from_millis(1)),
+                        };
+                        completion = self.holder.invoke(&mut service, &self.spec, op).await;
+                        self.session.forget_if_over(&completion);
+                    }
+                }
+            }
+            completion
         })
     }
 

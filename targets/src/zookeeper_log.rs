@@ -296,13 +296,32 @@ impl Client for ZookeeperLogClient {
                 session: &session,
                 deadline,
             };
-            let completion = match self.mode {
+            let mut completion = match self.mode {
                 LogMode::Broadcast => self.broadcast(&requests, op).await,
                 LogMode::Queue => self.queue(&requests, op).await,
             };
             if matches!(completion, Completion::Info(_)) {
                 // The worker closes this client; a new session for the new process.
                 self.session.forget();
+            } else if self.session.forget_if_over(&completion)
+                && self.mode == LogMode::Broadcast
+                && op.f == "read"
+            {
+                // A `fail` on an expired session: the worker keeps this client, so the next
+                // invoke makes a new session. A read changes nothing, so it is asked once more
+                // on the new session now, within its time: a worker's one final read would
+                // otherwise be lost to a session that expired during the last faults.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if let Ok(session) = self.session.get(remaining).await {
+                    let requests = Requests {
+                        session: &session,
+                        deadline,
+                    };
+                    completion = self.broadcast(&requests, op).await;
+                    if !matches!(completion, Completion::Info(_)) {
+                        self.session.forget_if_over(&completion);
+                    }
+                }
             }
             completion
         })

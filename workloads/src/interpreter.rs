@@ -254,8 +254,9 @@ impl Interpreter {
             clock: self.clock,
         };
         drop(events_tx);
-        let nemesis = nemesis(recorder, nemesis_stop.clone());
-        let mut nemesis = std::pin::pin!(nemesis);
+        // Boxed, so that it can be dropped (with its recorder, a sender of the history) if it
+        // does not return in time after the stop.
+        let mut nemesis = Box::pin(nemesis(recorder, nemesis_stop.clone()));
         let mut nemesis_done = false;
 
         let mut first_error: Option<WorkloadError> = None;
@@ -312,11 +313,26 @@ impl Interpreter {
         // sender of the history channel).
         nemesis_stop.stop();
         if !nemesis_done {
-            if let Err(e) = nemesis.await {
-                tracing::error!("nemesis stopped: {e}");
-                first_error.get_or_insert(e.into());
+            // Bounded like a setup: a heal stuck on a node that no longer answers must not
+            // hold the run (the runner's teardown heals again, also bounded).
+            let limit_ms = limits.setup_timeout_ms;
+            match tokio::time::timeout(Duration::from_millis(limit_ms), nemesis.as_mut()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("nemesis stopped: {e}");
+                    first_error.get_or_insert(e.into());
+                }
+                Err(_) => {
+                    let e = HarnessError::Timeout {
+                        what: "the nemesis's return (its heal) after the stop".into(),
+                        limit_ms,
+                    };
+                    tracing::error!("{e}");
+                    first_error.get_or_insert(e.into());
+                }
             }
         }
+        drop(nemesis);
         // Every sender is gone now, so the writer drains the channel and returns.
         let written = tokio::task::spawn_blocking(move || writer.join())
             .await
@@ -758,6 +774,29 @@ mod tests {
             ops.is_empty(),
             "nothing was invoked, so nothing is recorded"
         );
+    }
+
+    #[test]
+    fn a_nemesis_that_does_not_return_after_the_stop_is_dropped_after_the_setup_bound() {
+        let mut test = Test::example("noop", "register", 1);
+        test.concurrency = 2;
+        test.limits.setup_timeout_ms = 200;
+        let gen = generator::limit(10, generator::repeat(Draft::new("write", json!(1))));
+        let started = std::time::Instant::now();
+        let (recorded, ops) = run_with_nemesis(test, Arc::new(NoopClient), gen, |recorder, _| {
+            async move {
+                recorder.record("kill", json!({"nodes": ["n1"]})).await;
+                // A heal stuck forever (an SSH command on a dead host).
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        let error = recorded.error.expect("a harness error").to_string();
+        assert!(error.contains("nemesis"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The history is whole: the workers' operations and the nemesis's event.
+        assert_eq!(recorded.ok, 10);
+        assert_eq!(ops.len(), 21);
     }
 
     #[test]
