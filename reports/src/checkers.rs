@@ -671,7 +671,8 @@ fn election(result: &Value, out: &mut Rendered) {
             .filter(|a| a.get("kind").and_then(Value::as_str) == Some(kind.as_str()))
         {
             let detail = anomaly.get("detail").and_then(Value::as_str).unwrap_or("");
-            let _ = write!(out.html, "<li>{}</li>", html(detail));
+            // An epoch decided 188 times lists every decision: the drawing below shows them.
+            let _ = write!(out.html, "<li>{}</li>", html(&truncate(detail, 600)));
         }
         out.html.push_str("</ul></article>");
     }
