@@ -37,6 +37,8 @@ pub const MAX_LANES: usize = 32;
 pub const MAX_EPOCH_ROWS: usize = 40;
 /// Most read points a broadcast drawing draws.
 pub const MAX_READ_POINTS: usize = 1_500;
+/// Most message ids a broadcast drawing compares to find every divergent read.
+pub const MAX_COMPARED_IDS: usize = 50_000_000;
 /// Anomalies labelled with text in one chart (every one has a tooltip).
 pub const MAX_LABELS: usize = 6;
 
@@ -1277,6 +1279,10 @@ fn broadcast(result: &Value, input: &Input) -> Result<String, String> {
     );
     out.push_str(&legend(&[
         ("background:#1f77b4;border-radius:6px", "read"),
+        (
+            "background:#d62728;border-radius:6px",
+            "read not a prefix of the longest",
+        ),
         ("background:#2ca02c", "appends acknowledged"),
         (
             "border:2px solid #d62728;border-radius:6px",
@@ -1334,8 +1340,46 @@ fn broadcast(result: &Value, input: &Input) -> Result<String, String> {
             .flat_map(|a| a.get("ops").and_then(Value::as_array).into_iter().flatten())
             .filter_map(Value::as_u64)
             .collect();
-        let points: Vec<(f64, f64)> = reads.iter().map(|r| (r.0 as f64, r.1 as f64)).collect();
-        let mut kept: Vec<usize> = downsample(&points, MAX_READ_POINTS);
+        // Reads that are not a prefix of the longest read: every one, not only the checker's
+        // first few (the comparison stops at the first difference, and is skipped past
+        // MAX_COMPARED_IDS ids in all).
+        let values: HashMap<u64, &Vec<Value>> = dones
+            .iter()
+            .filter_map(|d| d.completion)
+            .filter_map(|c| Some((c.index, c.value.as_array()?)))
+            .collect();
+        let longest = reads
+            .iter()
+            .max_by_key(|r| (r.1, std::cmp::Reverse(r.3)))
+            .and_then(|r| values.get(&r.3));
+        let total_ids: usize = reads.iter().map(|r| r.1).sum();
+        let divergent: HashSet<u64> = match longest {
+            Some(longest) if total_ids <= MAX_COMPARED_IDS => reads
+                .iter()
+                .filter(|r| {
+                    values
+                        .get(&r.3)
+                        .is_some_and(|v| v.iter().zip(longest.iter()).any(|(a, b)| a != b))
+                })
+                .map(|r| r.3)
+                .collect(),
+            _ => HashSet::new(),
+        };
+        let mut kept: Vec<usize> = Vec::new();
+        for wanted in [false, true] {
+            let series: Vec<usize> = (0..reads.len())
+                .filter(|&i| divergent.contains(&reads[i].3) == wanted)
+                .collect();
+            let points: Vec<(f64, f64)> = series
+                .iter()
+                .map(|&i| (reads[i].0 as f64, reads[i].1 as f64))
+                .collect();
+            kept.extend(
+                downsample(&points, MAX_READ_POINTS)
+                    .into_iter()
+                    .map(|k| series[k]),
+            );
+        }
         // Every read of an anomaly and every final read is drawn whatever the sample.
         for (i, r) in reads.iter().enumerate() {
             if r.2 || anomalous_reads.contains(&r.3) {
@@ -1347,14 +1391,31 @@ fn broadcast(result: &Value, input: &Input) -> Result<String, String> {
         for i in kept {
             let (t, len, is_final, index) = reads[i];
             let (x, y) = (chart.chart.x(t), chart.y(len as f64));
+            let bad = divergent.contains(&index);
             chart.chart.push(&format!(
-                "<circle class=\"read{}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{}\" fill=\"#1f77b4\" \
-                 fill-opacity=\"0.7\"><title>read at index {index}, {} s: {len} messages\
+                "<circle class=\"read{}{}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{}\" fill=\"{}\" \
+                 fill-opacity=\"0.7\"><title>read at index {index}, {} s: {len} messages{}\
                  </title></circle>",
                 if is_final { " final" } else { "" },
+                if bad { " divergent" } else { "" },
                 if is_final { 4.5 } else { 2.5 },
-                t as f64 / 1e9
+                if bad { ANOMALY } else { "#1f77b4" },
+                t as f64 / 1e9,
+                if bad {
+                    ", not a prefix of the longest read"
+                } else {
+                    ""
+                }
             ));
+        }
+        if !divergent.is_empty() {
+            let _ = write!(
+                out,
+                "<p class=\"bad\">{} of {} reads (red dots) are not a prefix of the longest \
+                 read: they saw the messages in another order.</p>",
+                divergent.len(),
+                reads.len()
+            );
         }
         let read_len: HashMap<u64, (u64, usize)> =
             reads.iter().map(|r| (r.3, (r.0, r.1))).collect();
@@ -1525,6 +1586,10 @@ fn queue(result: &Value, input: &Input) -> Result<String, String> {
             "border:2px solid #f08c00;border-radius:6px",
             "allowed by the promise",
         ),
+        (
+            "background:#d62728;width:2px",
+            "a job delivered or completed again",
+        ),
     ]));
     let mut chart = CountChart::new("queue-jobs", "jobs over time", view, y_max, input);
     chart.steps(&enqueued, "#1f77b4", "enqueued", "jobs enqueued so far");
@@ -1545,6 +1610,59 @@ fn queue(result: &Value, input: &Input) -> Result<String, String> {
             seconds(drain)
         ));
         chart.chart.label(x, top + 10.0, "drain", "heal-label");
+    }
+    // Every delivery of a job already delivered, and every completion of a job already
+    // completed (the checker's evidence keeps the first 20 anomalies): a tick on its line.
+    let mut repeats = 0;
+    for (f, line, kind) in [
+        (CLAIM, &delivered, "duplicate-delivery"),
+        (COMPLETE, &completed, "completed-twice"),
+    ] {
+        let mut times: Vec<(u64, String)> = dones
+            .iter()
+            .filter(|d| d.invoke.f == f && d.kind() == Some(OpType::Ok))
+            .filter_map(|d| {
+                let job = &d.completion?.value;
+                (!job.is_null()).then(|| (d.at(), job.to_string()))
+            })
+            .collect();
+        times.sort();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut drawn: HashSet<i64> = HashSet::new();
+        let color = if violation(kind) || kind == "completed-twice" {
+            ANOMALY
+        } else {
+            INFO_COLOR
+        };
+        for (t, job) in times {
+            if seen.insert(job.clone()) {
+                continue;
+            }
+            repeats += 1;
+            let x = chart.chart.x(t);
+            if !drawn.insert(x as i64) {
+                continue;
+            }
+            let y = chart.y(line[line
+                .partition_point(|p| p.0 <= t)
+                .saturating_sub(1)
+                .min(line.len() - 1)]
+            .1);
+            chart.chart.push(&format!(
+                "<path class=\"repeat {kind}\" d=\"M{x:.1} {:.1}v8\" stroke=\"{color}\" \
+                 stroke-width=\"2\"><title>{kind}: job {} again at {}</title></path>",
+                y + 3.0,
+                html(&truncate(&job, 30)),
+                seconds(t)
+            ));
+        }
+    }
+    if repeats > 0 {
+        let _ = write!(
+            out,
+            "<p>{repeats} deliveries or completions repeated a job: a tick under the line at \
+             each.</p>"
+        );
     }
     // The value of each series at a time (the count reached by then).
     let at = |points: &[(u64, f64)], t: u64| -> f64 {
@@ -1965,10 +2083,17 @@ mod tests {
             serde_json::to_value(faultline_checker::broadcast::check(&history).unwrap()).unwrap();
         let html = draw("broadcast", &result, &input(&history, &[])).unwrap();
         assert!(html.contains("anomalous-read divergent-reads"), "{html}");
+        // Every read that is not a prefix of the longest ([1,2] is the first longest).
+        assert_eq!(
+            html.matches("class=\"read divergent\"").count(),
+            1,
+            "{html}"
+        );
+        assert!(html.contains("class=\"read final divergent\""));
+        assert!(html.contains("2 of 3 reads (red dots) are not a prefix"));
         assert!(html.contains("<g class=\"divergence\">"));
         assert!(html.contains("reads diverge after message 0"));
         assert!(html.contains("anomalous-append lost"));
-        assert!(html.contains("class=\"read final\""));
         assert!(html.contains("Found: "));
     }
 
@@ -2000,6 +2125,8 @@ mod tests {
         );
         assert!(html.contains("queue-anomaly violation lost"));
         assert!(html.contains("lost job 2"));
+        assert!(html.contains("<path class=\"repeat duplicate-delivery\""));
+        assert!(html.contains("duplicate-delivery: job 1 again at 0.007 s"));
         assert!(html.contains("<g class=\"drain\">"));
         for line in ["enqueued", "delivered", "completed"] {
             assert!(html.contains(&format!("<g class=\"{line}\">")), "{line}");
