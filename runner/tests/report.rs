@@ -174,6 +174,10 @@ fn a_double_grant_lock_run_draws_the_two_holders_and_the_stale_write() {
         1,
     );
     let (page, dom) = rendered_report(&run);
+    assert!(
+        dom.contains("pair(s) of holders at once, mutex model violated"),
+        "the banner says what"
+    );
     assert!(dom.contains("data-drawing=\"lock\""), "the lock drawing");
     assert!(dom.contains("<svg class=\"coord lock-holds\""));
     assert!(dom.contains("class=\"hold-bar"));
