@@ -780,9 +780,10 @@ fn lock_chart(
             html(&overlap.label),
             ya + 18.0
         ));
-        if labelled < max_labels {
+        if labelled < max_labels
+            && chart.free_label(x0 + w, ya + 1.0, &overlap.label, "anomaly-label")
+        {
             labelled += 1;
-            chart.label(x0 + w, ya + 1.0, &overlap.label, "anomaly-label");
         }
     }
     for mark in &drawing.fencing {
@@ -797,9 +798,9 @@ fn lock_chart(
             html(&mark.label),
             y + 8.0
         ));
-        if labelled < max_labels {
+        if labelled < max_labels && chart.free_label(x + 4.0, y + 2.0, &mark.label, "anomaly-label")
+        {
             labelled += 1;
-            chart.label(x + 4.0, y + 2.0, &mark.label, "anomaly-label");
         }
     }
     chart.finish()
@@ -1482,23 +1483,26 @@ fn broadcast(result: &Value, input: &Input) -> Result<String, String> {
                          y2=\"{y:.1}\" stroke=\"{ANOMALY}\" stroke-width=\"1.5\" \
                          stroke-dasharray=\"4 3\"/></g>"
                     ));
-                    if labelled < MAX_LABELS {
-                        labelled += 1;
-                        chart.chart.label(
+                    if labelled < MAX_LABELS
+                        && chart.chart.free_label(
                             x1,
                             y + 12.0,
                             &format!("reads diverge after message {common}"),
                             "anomaly-label",
-                        );
+                        )
+                    {
+                        labelled += 1;
                     }
                     continue;
                 }
             }
             if let (Some((x, y)), true) = (label_at, labelled < MAX_LABELS) {
-                labelled += 1;
-                chart
+                if chart
                     .chart
-                    .label(x + 6.0, y - 6.0, &truncate(detail, 80), "anomaly-label");
+                    .free_label(x + 6.0, y - 6.0, &truncate(detail, 80), "anomaly-label")
+                {
+                    labelled += 1;
+                }
             }
         }
         out.push_str(&chart.chart.finish());
@@ -1720,12 +1724,13 @@ fn queue(result: &Value, input: &Input) -> Result<String, String> {
         }
         if let (Some((x, y)), true) = (first, labelled < MAX_LABELS && violation(kind)) {
             labelled += 1;
-            chart.chart.label(
-                x + 6.0,
-                y - 8.0 - 12.0 * (labelled % 3) as f64,
-                &format!("{kind} job {job}"),
-                "anomaly-label",
-            );
+            let text = format!("{kind} job {job}");
+            // Above the mark, or higher when another label is there.
+            let _ = (0..4).any(|up| {
+                chart
+                    .chart
+                    .free_label(x + 6.0, y - 8.0 - 13.0 * up as f64, &text, "anomaly-label")
+            });
         }
     }
     out.push_str(&chart.chart.finish());
@@ -2025,6 +2030,36 @@ mod tests {
         assert!(html.contains("<g class=\"heal\">"));
         assert!(html.contains("<g class=\"first-leader\">"));
         assert!(html.contains("the first leader seen after the last heal: p0 in epoch 2"));
+    }
+
+    #[test]
+    fn no_leader_after_the_heal_shades_the_bound() {
+        let history = history(vec![
+            (Op::invoke(0, "campaign", json!(null)), 0),
+            (
+                Op::complete(
+                    0,
+                    OpType::Ok,
+                    "campaign",
+                    json!({"epoch": 1, "leader": "p0"}),
+                ),
+                10,
+            ),
+            (nemesis("kill", json!("n1")), 1_000),
+            (nemesis("start", json!("n1")), 2_000),
+            (Op::invoke(1, "leader", json!(null)), 19_000),
+            (Op::complete(1, OpType::Ok, "leader", json!(null)), 19_010),
+        ]);
+        let result = serde_json::to_value(
+            faultline_checker::election::check(&history, &Default::default()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(result["termination"]["valid"], false, "{result}");
+        let html = draw("election", &result, &input(&history, &[])).unwrap();
+        assert!(html.contains("<g class=\"heal\">"), "{html}");
+        assert!(html.contains("<g class=\"no-termination\">"));
+        assert!(html.contains("no leader within 15000 ms"));
+        assert!(!html.contains("first-leader"));
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Chart {
     pub plot_height: f64,
     svg: String,
     class: String,
+    /// The boxes of the labels placed by [`Chart::free_label`], which must not overlap.
+    placed: Vec<(f64, f64, f64, f64)>,
+    /// Those labels, drawn last so that no mark covers them.
+    labels: String,
 }
 
 impl Chart {
@@ -74,6 +78,8 @@ impl Chart {
             plot_height,
             svg: String::new(),
             class: class.to_string(),
+            placed: Vec::new(),
+            labels: String::new(),
         };
         let _ = write!(
             chart.svg,
@@ -134,18 +140,46 @@ impl Chart {
 
     /// A label at `(x, y)`, moved left of `x` when it would run past the right edge.
     pub fn label(&mut self, x: f64, y: f64, text: &str, class: &str) {
-        let text = truncate(text, 90);
-        let width = 6.2 * text.chars().count() as f64;
-        let (x, anchor) = if x + width > self.right() {
-            (x - 4.0, "end")
-        } else {
-            (x + 4.0, "start")
-        };
-        let _ = write!(
-            self.svg,
+        let svg = self.label_svg(x, y, text, class);
+        self.svg.push_str(&svg);
+    }
+
+    fn label_svg(&self, x: f64, y: f64, text: &str, class: &str) -> String {
+        let (text, x, anchor, _) = self.label_geometry(x, text);
+        format!(
             "<text x=\"{x:.1}\" y=\"{y:.1}\" class=\"{class}\" text-anchor=\"{anchor}\">{}</text>",
             html(&text)
-        );
+        )
+    }
+
+    /// A label as [`Chart::label`] places it, unless it would overlap one placed before by
+    /// this method (then nothing is drawn: the marks keep their tooltips). Whether it was
+    /// placed.
+    pub fn free_label(&mut self, x: f64, y: f64, text: &str, class: &str) -> bool {
+        let (_, _, _, (left, right)) = self.label_geometry(x, text);
+        let (top, bottom) = (y - 10.0, y + 2.0);
+        let clash = self
+            .placed
+            .iter()
+            .any(|&(l, t, r, b)| left < r && l < right && top < b && t < bottom);
+        if clash {
+            return false;
+        }
+        self.placed.push((left, top, right, bottom));
+        let svg = self.label_svg(x, y, text, class);
+        self.labels.push_str(&svg);
+        true
+    }
+
+    /// The text as drawn, its x and anchor, and its left and right edges.
+    fn label_geometry(&self, x: f64, text: &str) -> (String, f64, &'static str, (f64, f64)) {
+        let text = truncate(text, 90);
+        let width = 6.2 * text.chars().count() as f64;
+        if x + width > self.right() {
+            (text, x - 4.0, "end", (x - 4.0 - width, x - 4.0))
+        } else {
+            (text, x + 4.0, "start", (x + 4.0, x + 4.0 + width))
+        }
     }
 
     fn faults(&mut self, faults: &[FaultInterval]) {
@@ -216,9 +250,10 @@ impl Chart {
         let height = (self.bottom() + AXIS).ceil();
         format!(
             "<div class=\"coord-scroll\"><svg class=\"coord {}\" xmlns=\"http://www.w3.org/2000/svg\" \
-             width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">{}</svg></div>",
+             width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">{}{}</svg></div>",
             html(&self.class),
-            self.svg
+            self.svg,
+            self.labels
         )
     }
 }
@@ -285,6 +320,16 @@ mod tests {
             svg.contains("fill=\"#f59f00\""),
             "pause colour as in the plots"
         );
+        let mut chart = Chart::new("t", "labels", (0, 10), 100.0, &[]);
+        assert!(chart.free_label(100.0, 50.0, "first", "a"));
+        assert!(
+            !chart.free_label(110.0, 52.0, "second", "a"),
+            "it would overlap"
+        );
+        assert!(chart.free_label(110.0, 70.0, "third", "a"));
+        let labels = chart.finish();
+        assert!(labels.contains(">first<") && labels.contains(">third<"));
+        assert!(!labels.contains(">second<"));
         // Ticks every 2 s (10 s / 8 rounded up to 2): 0, 2, ..., 10.
         assert_eq!(svg.matches("class=\"tick\"").count(), 6, "{svg}");
         assert!(svg.contains(">10</text>"));
