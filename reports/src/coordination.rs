@@ -564,6 +564,8 @@ fn lock(result: &Value, input: &Input) -> Result<String, String> {
     Ok(out)
 }
 
+/// Most writes a lock chart draws a mark for; past it, only the rejected ones.
+pub const MAX_WRITE_MARKS: usize = 2_000;
 /// Most pairs of overlapping holds [`conflicts`] looks at.
 pub const MAX_CONFLICT_PAIRS: usize = 200_000;
 
@@ -601,9 +603,22 @@ fn lock_chart(
     faults: &[FaultInterval],
     max_labels: usize,
 ) -> String {
+    // Past MAX_WRITE_MARKS writes in view, only the rejected ones are drawn: a tick per
+    // write would hide the holds (a zoomed chart shows them all).
+    let in_view = drawing
+        .writes
+        .iter()
+        .filter(|w| w.at >= view.0 && w.at <= view.1)
+        .count();
+    let dense = in_view > MAX_WRITE_MARKS;
+    let title = if dense {
+        format!("{title}: {in_view} writes, only the rejected ones drawn at this scale")
+    } else {
+        title.to_string()
+    };
     let mut chart = Chart::new(
         "lock-holds",
-        title,
+        &title,
         view,
         LANE_HEIGHT * drawing.lanes.len() as f64 + 4.0,
         faults,
@@ -720,7 +735,7 @@ fn lock_chart(
     // Writes: one mark per class, lane and unit of x.
     let mut seen: HashSet<(usize, i64, &str)> = HashSet::new();
     for write in &drawing.writes {
-        if write.at < view.0 || write.at > view.1 {
+        if write.at < view.0 || write.at > view.1 || (dense && write.class != "rejected") {
             continue;
         }
         let x = chart.x(write.at);
@@ -1958,6 +1973,26 @@ mod tests {
         // Four lanes, about a thousand units wide each.
         assert!(bars <= 4 * 1_000, "{bars}");
         assert!(html.contains("holds from"), "merged holds say how many");
+        // 3,000 accepted writes and one rejected: only the rejected one is drawn.
+        let mut events = Vec::new();
+        for i in 0..3_000u64 {
+            let d = if i == 1_500 {
+                (Op::complete(0, OpType::Fail, "write", json!({"id": i})))
+                    .with_error(json!("stale-token"))
+            } else {
+                Op::complete(0, OpType::Ok, "write", json!({"id": i}))
+            };
+            events.push((Op::invoke(0, "write", json!({"id": i})), i * 2));
+            events.push((d, i * 2 + 1));
+        }
+        let writes = self::history(events);
+        let html = draw("lock", &json!({"valid": true}), &input(&writes, &[])).unwrap();
+        assert!(
+            html.contains("3000 writes, only the rejected ones drawn"),
+            "{html}"
+        );
+        assert_eq!(html.matches("class=\"write write-").count(), 1);
+        assert!(html.contains("write write-rejected"));
     }
 
     #[test]
