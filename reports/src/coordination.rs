@@ -566,7 +566,7 @@ fn lock(result: &Value, input: &Input) -> Result<String, String> {
 
 /// Most writes a lock chart draws a mark for; past it, only the rejected ones.
 pub const MAX_WRITE_MARKS: usize = 2_000;
-/// Most pairs of overlapping holds [`conflicts`] looks at.
+/// Most pairs of overlapping holds `conflicts` looks at.
 pub const MAX_CONFLICT_PAIRS: usize = 200_000;
 
 /// Where each hold overlaps another process's hold (of any lock key: the workload uses one),
