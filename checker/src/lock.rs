@@ -303,17 +303,7 @@ fn lease_ms(value: &Value) -> Option<u64> {
 /// pairing); anything the checker cannot read makes the verdict `unknown` with the reason.
 pub fn check(history: &History, options: &LockOptions) -> Result<LockResult, HistoryError> {
     let pairs = history.pairs()?;
-    let mut by_process: BTreeMap<u64, Vec<Step>> = BTreeMap::new();
-    for pair in &pairs {
-        let invoke = &history.ops[pair.invoke];
-        let Process::Client(process) = invoke.process else {
-            continue;
-        };
-        by_process.entry(process).or_default().push(Step {
-            invoke,
-            completion: pair.completion.map(|c| &history.ops[c]),
-        });
-    }
+    let by_process = steps_by_process(history, &pairs);
     let mut reasons = Vec::new();
     let end_ns = history.ops.iter().filter_map(|op| op.time).max();
     let timed = history
@@ -326,14 +316,99 @@ pub fn check(history: &History, options: &LockOptions) -> Result<LockResult, His
                 .to_string(),
         );
     }
+    let Walk {
+        acquires,
+        acquired,
+        holds,
+        expiries,
+        writes,
+    } = walk(history, &by_process);
+    let (overlap_count, overlaps) = if timed {
+        find_overlaps(&holds, end_ns.unwrap_or(0))
+    } else {
+        (0, Vec::new())
+    };
 
+    let mutex = if timed {
+        Some(check_mutex(history, &expiries, options)?)
+    } else {
+        None
+    };
+
+    let fencing = check_fencing(history, &by_process, &writes);
+
+    let mut valid = if reasons.is_empty() {
+        Validity::Valid
+    } else {
+        Validity::Unknown
+    };
+    if overlap_count > 0 {
+        valid = Validity::Invalid;
+    }
+    if let Some(mutex) = &mutex {
+        valid = valid.max(mutex.valid);
+    }
+    for f in &fencing {
+        valid = valid.max(f.valid);
+    }
+    Ok(LockResult {
+        valid,
+        acquires,
+        acquired,
+        holds: holds.len(),
+        overlap_count,
+        overlaps,
+        mutex,
+        lease_expiries: expiries.len(),
+        fencing,
+        reasons,
+    })
+}
+
+/// Every process's steps (its pairs, in order).
+fn steps_by_process<'a>(
+    history: &'a History,
+    pairs: &[faultline_core::Pair],
+) -> BTreeMap<u64, Vec<Step<'a>>> {
+    let mut by_process: BTreeMap<u64, Vec<Step>> = BTreeMap::new();
+    for pair in pairs {
+        let invoke = &history.ops[pair.invoke];
+        let Process::Client(process) = invoke.process else {
+            continue;
+        };
+        by_process.entry(process).or_default().push(Step {
+            invoke,
+            completion: pair.completion.map(|c| &history.ops[c]),
+        });
+    }
+    by_process
+}
+
+/// What one pass over every process's steps finds.
+struct Walk {
+    acquires: usize,
+    acquired: usize,
+    holds: Vec<Hold>,
+    expiries: Vec<Op>,
+    writes: HashMap<(Option<String>, String), WriteInfo>,
+}
+
+/// Every process's beliefs that it held a lock, in order of process then acquire (what the
+/// holders' check judges; the report draws them).
+pub fn holds(history: &History) -> Result<Vec<Hold>, HistoryError> {
+    let pairs = history.pairs()?;
+    Ok(walk(history, &steps_by_process(history, &pairs)).holds)
+}
+
+/// The holds, the synthetic lease expiries and the writes of every process.
+fn walk(history: &History, by_process: &BTreeMap<u64, Vec<Step>>) -> Walk {
     let mut acquires = 0;
     let mut acquired = 0;
     let mut holds: Vec<Hold> = Vec::new();
     let mut expiries: Vec<Op> = Vec::new();
     let mut writes: HashMap<(Option<String>, String), WriteInfo> = HashMap::new();
     let mut next_synthetic = by_process.keys().next_back().map_or(0, |p| p + 1);
-    for (&process, steps) in &by_process {
+    for (&process, steps) in by_process {
         // The hold in force: (its hold, position in `holds`).
         let mut current: Option<usize> = None;
         for (i, step) in steps.iter().enumerate() {
@@ -435,46 +510,13 @@ pub fn check(history: &History, options: &LockOptions) -> Result<LockResult, His
             }
         }
     }
-    let (overlap_count, overlaps) = if timed {
-        find_overlaps(&holds, end_ns.unwrap_or(0))
-    } else {
-        (0, Vec::new())
-    };
-
-    let mutex = if timed {
-        Some(check_mutex(history, &expiries, options)?)
-    } else {
-        None
-    };
-
-    let fencing = check_fencing(history, &by_process, &writes);
-
-    let mut valid = if reasons.is_empty() {
-        Validity::Valid
-    } else {
-        Validity::Unknown
-    };
-    if overlap_count > 0 {
-        valid = Validity::Invalid;
-    }
-    if let Some(mutex) = &mutex {
-        valid = valid.max(mutex.valid);
-    }
-    for f in &fencing {
-        valid = valid.max(f.valid);
-    }
-    Ok(LockResult {
-        valid,
+    Walk {
         acquires,
         acquired,
-        holds: holds.len(),
-        overlap_count,
-        overlaps,
-        mutex,
-        lease_expiries: expiries.len(),
-        fencing,
-        reasons,
-    })
+        holds,
+        expiries,
+        writes,
+    }
 }
 
 /// Ends a hold's belief at `at_ns` if that is earlier than when it ended so far.

@@ -123,6 +123,12 @@ pub fn render(results: &Value) -> Rendered {
         }
         if name == "linearizability" || result.get("failures").is_some() {
             linearizability(result, &mut out);
+        } else if name == "lock" {
+            lock(result, &mut out);
+        } else if name == "broadcast" {
+            broadcast(result, &mut out);
+        } else if name == "queue" {
+            queue(result, &mut out);
         } else if name == "set" || result.get("lost_count").is_some() {
             set(result, &mut out);
         } else if crate::txn::is_txn_result(&name, result) {
@@ -671,10 +677,197 @@ fn election(result: &Value, out: &mut Rendered) {
             .filter(|a| a.get("kind").and_then(Value::as_str) == Some(kind.as_str()))
         {
             let detail = anomaly.get("detail").and_then(Value::as_str).unwrap_or("");
-            let _ = write!(out.html, "<li>{}</li>", html(detail));
+            // An epoch decided 188 times lists every decision: the drawing below shows them.
+            let _ = write!(out.html, "<li>{}</li>", html(&truncate(detail, 600)));
         }
         out.html.push_str("</ul></article>");
     }
+}
+
+/// Each `kind: count` of a counts object as a finding (`3 stale-token`), and the list.
+fn count_findings(counts: Option<&Value>, out: &mut Rendered) -> Vec<String> {
+    let listed: Vec<String> = counts
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(kind, n)| format!("{} {kind}", number(Some(n))))
+        .collect();
+    out.anomalies += listed.len();
+    out.findings.extend(listed.iter().cloned());
+    listed
+}
+
+fn reasons(result: &Value, out: &mut Rendered) {
+    for reason in result
+        .get("reasons")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let _ = write!(
+            out.html,
+            "<p class=\"reason\">Unknown because: {}</p>",
+            html(reason)
+        );
+    }
+}
+
+/// The lock checker's counts: holders that overlapped, the mutex model's verdict, and each
+/// lock's protected resource (the drawing below shows them in time).
+fn lock(result: &Value, out: &mut Rendered) {
+    let overlaps = number(result.get("overlap_count"));
+    let mutex = Verdict::of(result.get("mutex").and_then(|m| m.get("valid")));
+    let _ = write!(
+        out.html,
+        "<p>{} acquires ({} granted, {} holds). Holders whose beliefs overlapped in real time: \
+         <b>{overlaps}</b> pair(s). The acquires and releases, with {} lease expiries, against \
+         the mutex model: {}.</p>",
+        number(result.get("acquires")),
+        number(result.get("acquired")),
+        number(result.get("holds")),
+        number(result.get("lease_expiries")),
+        if result.get("mutex").is_some_and(|m| !m.is_null()) {
+            mutex.as_str()
+        } else {
+            "not checked"
+        }
+    );
+    if overlaps > 0 {
+        out.anomalies += 1;
+        out.findings
+            .push(format!("{overlaps} pair(s) of holders at once"));
+    }
+    if mutex == Verdict::Invalid {
+        out.anomalies += 1;
+        out.findings.push("mutex model violated".into());
+    }
+    for fencing in result
+        .get("fencing")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = fencing
+            .get("key")
+            .filter(|k| !k.is_null())
+            .map(|k| format!(" of lock {}", text_of(k)))
+            .unwrap_or_default();
+        let accepted = fencing
+            .get("accepted")
+            .and_then(Value::as_u64)
+            .map_or("never read".to_string(), |n| {
+                format!("{n} in its final read")
+            });
+        let _ = write!(
+            out.html,
+            "<p>The protected resource{}: {} writes accepted, {} rejected, {} unknown; {}.",
+            html(&key),
+            number(fencing.get("writes_ok")),
+            number(fencing.get("writes_rejected")),
+            number(fencing.get("writes_unknown")),
+            accepted
+        );
+        let listed = count_findings(fencing.get("counts"), out);
+        if !listed.is_empty() {
+            let _ = write!(
+                out.html,
+                " <b>Out of order: {}</b>.",
+                html(&listed.join(", "))
+            );
+        }
+        if let Some(reason) = fencing.get("reason").and_then(Value::as_str) {
+            let _ = write!(out.html, " Unknown because: {}.", html(reason));
+        }
+        out.html.push_str("</p>");
+    }
+    reasons(result, out);
+}
+
+/// The broadcast checker's counts per log and what it found.
+fn broadcast(result: &Value, out: &mut Rendered) {
+    for log in result
+        .get("logs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            out.html,
+            "<p>{}{} appends acknowledged ({} failed, {} unknown of which {} are in the log); \
+             {} reads ({} final), the longest of {} messages; {} stale reads (allowed: a reader \
+             may lag).",
+            log.get("key")
+                .filter(|k| !k.is_null())
+                .map(|k| format!("Log {}: ", text_of(k)))
+                .map(|t| html(&t))
+                .unwrap_or_default(),
+            number(log.get("appends_ok")),
+            number(log.get("appends_failed")),
+            number(log.get("appends_unknown")),
+            number(log.get("appends_unknown_present")),
+            number(log.get("reads")),
+            number(log.get("final_reads")),
+            number(log.get("longest_read")),
+            number(log.get("stale_reads")),
+        );
+        let listed = count_findings(log.get("counts"), out);
+        if !listed.is_empty() {
+            let _ = write!(out.html, " <b>Found: {}</b>.", html(&listed.join(", ")));
+        }
+        if let Some(reason) = log.get("reason").and_then(Value::as_str) {
+            let _ = write!(out.html, " Unknown because: {}.", html(reason));
+        }
+        out.html.push_str("</p>");
+    }
+}
+
+/// The queue checker's counts against the target's delivery promise.
+fn queue(result: &Value, out: &mut Rendered) {
+    let delivery = result
+        .get("delivery")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let _ = write!(
+        out.html,
+        "<p>Judged against the <b>{}</b> promise: {} jobs enqueued ({} failed, {} unknown), {} \
+         deliveries of {} jobs ({} claims unknown), {} jobs completed; the drain {}.",
+        html(delivery),
+        number(result.get("enqueued_ok")),
+        number(result.get("enqueue_failed")),
+        number(result.get("enqueue_unknown")),
+        number(result.get("deliveries")),
+        number(result.get("delivered")),
+        number(result.get("claims_unknown")),
+        number(result.get("completed")),
+        if result.get("drained").and_then(Value::as_bool) == Some(true) {
+            "emptied the queue"
+        } else {
+            "did not empty the queue (lost jobs cannot be told from queued ones)"
+        }
+    );
+    let listed = count_findings(result.get("counts"), out);
+    if !listed.is_empty() {
+        let _ = write!(out.html, " <b>Forbidden: {}</b>.", html(&listed.join(", ")));
+    }
+    let allowed: Vec<String> = result
+        .get("allowed")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(kind, n)| format!("{} {kind}", number(Some(n))))
+        .collect();
+    if !allowed.is_empty() {
+        let _ = write!(
+            out.html,
+            " Allowed by the promise: {}.",
+            html(&allowed.join(", "))
+        );
+    }
+    if let Some(reason) = result.get("reason").and_then(Value::as_str) {
+        let _ = write!(out.html, " Unknown because: {}.", html(reason));
+    }
+    out.html.push_str("</p>");
 }
 
 /// The unique-ids checker's counts and its duplicates.
@@ -966,6 +1159,36 @@ mod tests {
             "duplicates": [{"id": 7, "processes": [0, 1]}]}}));
         assert_eq!(rendered.findings, ["1 duplicate id(s)"]);
         assert!(rendered.html.contains("id 7 to processes [0,1]"));
+    }
+
+    #[test]
+    fn lock_broadcast_and_queue_results_become_findings() {
+        let rendered = render(&json!({"checker": "lock", "result": {
+            "valid": false, "acquires": 9, "acquired": 4, "holds": 4, "overlap_count": 2,
+            "mutex": {"valid": false}, "lease_expiries": 3,
+            "fencing": [{"key": "lock", "valid": false, "writes_ok": 5, "writes_rejected": 1,
+                "writes_unknown": 0, "accepted": 5, "counts": {"stale-token": 1}}]}}));
+        assert_eq!(
+            rendered.findings,
+            [
+                "2 pair(s) of holders at once",
+                "mutex model violated",
+                "1 stale-token"
+            ]
+        );
+        assert!(rendered.html.contains("Out of order: 1 stale-token"));
+        let rendered = render(&json!({"checker": "broadcast", "result": {"valid": false,
+            "logs": [{"valid": false, "appends_ok": 3, "reads": 2, "longest_read": 3,
+                "counts": {"divergent-reads": 1, "lost": 2}}]}}));
+        assert_eq!(rendered.findings, ["1 divergent-reads", "2 lost"]);
+        let rendered = render(&json!({"checker": "queue", "result": {"valid": true,
+            "delivery": "at-least-once", "enqueued_ok": 2, "drained": true, "counts": {},
+            "allowed": {"duplicate-delivery": 1}}}));
+        assert!(rendered.findings.is_empty());
+        assert!(rendered
+            .html
+            .contains("Allowed by the promise: 1 duplicate-delivery"));
+        assert!(rendered.html.contains("the drain emptied the queue"));
     }
 
     #[test]

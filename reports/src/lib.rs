@@ -5,8 +5,11 @@
 //! `report.html` beside them: the verdict, the run's parameters and the command that reruns
 //! it, each checker's result with every anomaly explained (a linearizability failure's
 //! smallest failing window drawn as a small timeline, a transactional anomaly's dependency
-//! cycle as transactions joined by labelled edges), latency, quantile and throughput plots
-//! with the faults shaded, a timeline of every operation, and links to the files.
+//! cycle as transactions joined by labelled edges; the coordination checkers' results drawn
+//! over time: a lock's holds with overlapping holders and stale writes, an election's
+//! leaders by epoch, a broadcast log's reads, a queue's jobs), latency, quantile and
+//! throughput plots with the faults shaded, a timeline of every operation, and links to the
+//! files.
 //!
 //! ```no_run
 //! let report = faultline_reports::write_report(std::path::Path::new("store/latest")).unwrap();
@@ -27,8 +30,10 @@
 //!   in the embedded JSON.
 
 pub mod checkers;
+pub mod coordination;
 pub mod digest;
 pub mod downsample;
+pub mod drawing;
 pub mod escape;
 pub mod faults;
 pub mod page;
@@ -59,6 +64,8 @@ pub const MAX_LOG_LINES: usize = 200;
 pub const MAX_LOG_SCAN_BYTES: u64 = 16 << 20;
 /// Most node log files linked.
 pub const MAX_NODE_LOGS: usize = 200;
+/// Largest history read whole for the coordination checkers' drawings.
+pub const MAX_DRAWN_HISTORY_BYTES: u64 = 256 << 20;
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +186,38 @@ pub fn node_logs(run_dir: &Path) -> Vec<String> {
     found
 }
 
+/// The whole history, when the results are a coordination checker's that the report draws
+/// from it (`coordination.rs`). Read leniently like the digest: unreadable lines are skipped
+/// (the digest already counts them).
+fn drawn_history(
+    path: &Path,
+    results: Option<&Value>,
+    problems: &mut Vec<String>,
+) -> Option<faultline_core::History> {
+    let drawn = checkers::checker_results(results?)
+        .iter()
+        .any(|(name, _)| matches!(name.as_str(), "lock" | "election" | "broadcast" | "queue"));
+    if !drawn {
+        return None;
+    }
+    let size = std::fs::metadata(path).ok()?.len();
+    if size > MAX_DRAWN_HISTORY_BYTES {
+        problems.push(format!(
+            "history.jsonl is {} MiB, more than the {} MiB the coordination drawings read: they \
+             are left out",
+            size >> 20,
+            MAX_DRAWN_HISTORY_BYTES >> 20
+        ));
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let label = path.display().to_string();
+    let ops: Vec<faultline_core::Op> = faultline_core::jsonl::JsonlReader::new(file, &label)
+        .filter_map(Result::ok)
+        .collect();
+    Some(faultline_core::History::new(ops))
+}
+
 /// Writes `text` to `path` through a temporary file renamed over it, so a reader (`faultline
 /// serve`) never sees half a report.
 fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
@@ -240,6 +279,7 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
             absolute: false,
         });
     }
+    let history = drawn_history(&history_path, results.as_ref(), &mut problems);
     let title = test
         .as_ref()
         .and_then(|t| {
@@ -256,6 +296,7 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
         problems,
         files,
         log_lines: log_warnings(&run_dir.join(LOG_FILE)),
+        history: history.as_ref(),
     };
     let text = page::render(&page)?;
     let out = run_dir.join(REPORT_FILE);
@@ -306,6 +347,7 @@ pub fn write_report_for_history(
         problems: Vec::new(),
         files: vec![link],
         log_lines: Vec::new(),
+        history: None,
     };
     let text = page::render(&page)?;
     write_atomically(out, &text)?;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::checkers::{self, Verdict};
+use crate::coordination;
 use crate::digest::{Digest, Outcome, TimeAxis};
 use crate::escape::{href_path, html, json_for_script, truncate};
 use crate::faults::{fault_intervals, FaultInterval};
@@ -39,6 +40,9 @@ pub struct Page<'a> {
     pub files: Vec<FileLink>,
     /// Warnings and errors from faultline.log.
     pub log_lines: Vec<String>,
+    /// The whole history, for the coordination checkers' drawings (`coordination.rs`); read
+    /// only for those checkers.
+    pub history: Option<&'a faultline_core::History>,
 }
 
 /// A fresh value for the Content-Security-Policy nonce: only the report's own scripts carry
@@ -410,6 +414,21 @@ pub fn render(page: &Page<'_>) -> Result<String, ReportError> {
     match &rendered {
         Some(r) => out.push_str(&r.html),
         None => out.push_str("<p class=\"note\">No results.json.</p>"),
+    }
+    if let (Some(results), Some(history)) = (results, page.history) {
+        let input = coordination::Input {
+            history,
+            faults: &faults,
+            concurrency: page
+                .test
+                .and_then(|t| t.get("concurrency"))
+                .and_then(Value::as_u64),
+        };
+        for (name, result) in checkers::checker_results(results) {
+            if let Some(drawing) = coordination::draw(&name, result, &input) {
+                out.push_str(&drawing);
+            }
+        }
     }
 
     // Plots.

@@ -142,6 +142,145 @@ fn a_stale_read_run_reports_invalid_and_explains_the_anomaly() {
     );
 }
 
+/// The report `faultline test` wrote for a run, rendered.
+fn rendered_report(run: &Path) -> (PathBuf, String) {
+    let page = run.join("report.html");
+    assert!(page.is_file(), "faultline test wrote {}", page.display());
+    let (dom, _) = rendered_dom(&file_url(&page));
+    (page, dom)
+}
+
+#[test]
+fn a_double_grant_lock_run_draws_the_two_holders_and_the_stale_write() {
+    let store = TempDir::new("report-lock");
+    let run = memory_run(
+        store.path(),
+        &[
+            "--workload",
+            "lock",
+            "--bug",
+            "double-grant",
+            "--fencing",
+            "off",
+            "--lease-ms",
+            "200",
+            "--latency-ms",
+            "2",
+            "--time-limit",
+            "3",
+            "--seed",
+            "32",
+        ],
+        1,
+    );
+    let (page, dom) = rendered_report(&run);
+    assert!(
+        dom.contains("pair(s) of holders at once, mutex model violated"),
+        "the banner says what"
+    );
+    assert!(dom.contains("data-drawing=\"lock\""), "the lock drawing");
+    assert!(dom.contains("<svg class=\"coord lock-holds\""));
+    assert!(dom.contains("class=\"hold-bar"));
+    // Two holders at once, boxed and labelled; the resource's lower token after a higher.
+    assert!(dom.contains("<g class=\"overlap\">"));
+    assert!(dom.contains("2 holders: p"));
+    assert!(dom.contains("<g class=\"fencing-anomaly\">"));
+    assert!(dom.contains("accepted after token"));
+    assert!(dom.contains("zoomed on the first"));
+    screenshot(
+        &file_url(&page),
+        &screenshot_dir().join("memory-lock-double-grant.png"),
+        2000,
+    );
+}
+
+#[test]
+fn a_two_leaders_election_run_draws_the_epochs_with_two_leaders() {
+    let store = TempDir::new("report-election");
+    let run = memory_run(
+        store.path(),
+        &[
+            "--workload",
+            "election",
+            "--bug",
+            "two-leaders",
+            "--lease-ms",
+            "200",
+            "--latency-ms",
+            "2",
+            "--time-limit",
+            "3",
+            "--seed",
+            "42",
+        ],
+        1,
+    );
+    let (page, dom) = rendered_report(&run);
+    assert!(
+        dom.contains("data-drawing=\"election\""),
+        "the election drawing"
+    );
+    assert!(dom.contains("<svg class=\"coord election-epochs\""));
+    assert!(dom.contains("<g class=\"two-leaders\">"));
+    assert!(dom.contains("had two leaders (agreement broken)"));
+    assert!(dom.contains(" leaders in epoch "));
+    screenshot(
+        &file_url(&page),
+        &screenshot_dir().join("memory-election-two-leaders.png"),
+        2000,
+    );
+}
+
+#[test]
+fn broadcast_and_queue_runs_draw_their_anomalies() {
+    let store = TempDir::new("report-log");
+    let run = memory_run(
+        store.path(),
+        &[
+            "--workload",
+            "broadcast",
+            "--bug",
+            "reorder-append",
+            "--latency-ms",
+            "2",
+            "--time-limit",
+            "3",
+            "--seed",
+            "51",
+        ],
+        1,
+    );
+    let (_, dom) = rendered_report(&run);
+    assert!(dom.contains("data-drawing=\"broadcast\""));
+    assert!(dom.contains("<svg class=\"coord broadcast-reads\""));
+    assert!(dom.contains("class=\"anomalous-"), "an anomaly is marked");
+    let run = memory_run(
+        store.path(),
+        &[
+            "--workload",
+            "queue",
+            "--bug",
+            "duplicate-delivery",
+            "--latency-ms",
+            "2",
+            "--time-limit",
+            "3",
+            "--seed",
+            "52",
+        ],
+        1,
+    );
+    let (page, dom) = rendered_report(&run);
+    assert!(dom.contains("data-drawing=\"queue\""));
+    assert!(dom.contains("<svg class=\"coord queue-jobs\""));
+    assert!(dom.contains("queue-anomaly violation duplicate-delivery"));
+    screenshot(
+        &file_url(&page),
+        &screenshot_dir().join("memory-queue-duplicate-delivery.png"),
+        1600,
+    );
+}
+
 /// Script-like values in every place a report shows text from a history, a database error or
 /// a log. Each payload, if it ran or became markup, would leave a trace in the DOM
 /// (`data-pwned`, a changed title, an injected element).
