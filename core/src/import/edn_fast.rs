@@ -403,7 +403,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let text = if *&wrapped { format!("[{}]", body.join("\n")) } else { body.join("\n") };
+            let text = if wrapped { format!("[{}]", body.join("\n")) } else { body.join("\n") };
             let ops = fast(&text);
             prop_assert!(ops.is_some(), "{}", text);
             prop_assert_eq!(ops, slow(&text));
