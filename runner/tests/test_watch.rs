@@ -200,7 +200,10 @@ fn etcd_watch_is_gap_free_under_pauses() {
     );
     assert!(result["events"].as_u64().unwrap() > 10, "{result}");
     assert!(result["gapless_watches"].as_u64().unwrap() > 2, "{result}");
-    assert_eq!(result["final_watches"], 2, "{result}");
+    // Both watchers' final watches, and any main-phase watch invoked after the last
+    // acknowledged write (a pause at the end of the main phase can stall the writes): every
+    // watch invoked after the last ack is held to the latest values.
+    assert!(result["final_watches"].as_u64().unwrap() >= 2, "{result}");
 }
 
 #[test]
