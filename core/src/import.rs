@@ -195,6 +195,25 @@ fn is_porcupine_kv_op(value: &Edn) -> bool {
         )
 }
 
+/// The format a history file is in: `format` itself, or, for [`Format::Auto`], the format
+/// [`read_history_file`] would guess from the file's name and first bytes.
+pub fn file_format(path: &Path, format: Format) -> Result<Format, HistoryError> {
+    if format != Format::Auto {
+        return Ok(format);
+    }
+    let io_error = |source| HistoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::new();
+    File::open(path)
+        .map_err(io_error)?
+        .take(DETECT_HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    Ok(detect_format(path, &head))
+}
+
 /// Reads a history file in `format` ([`Format::Auto`] guesses it) and returns the format used.
 ///
 /// JSON Lines is streamed; the other formats are read into memory as text first, then

@@ -9,6 +9,7 @@ mod fast;
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::error::HistoryError;
@@ -38,25 +39,57 @@ fn is_blank(line: &[u8]) -> bool {
 /// Reads a whole JSON Lines history from any reader, in parallel chunks.
 ///
 /// Blank lines are skipped; an index missing from an event becomes its position in the file.
-pub fn read_jsonl<R: Read>(reader: R, file: &str) -> Result<History, HistoryError> {
+pub fn read_jsonl<R: Read + Send>(reader: R, file: &str) -> Result<History, HistoryError> {
     read_jsonl_sized(reader, file, 0)
 }
 
 /// As [`read_jsonl`], with the input's size in bytes when known, so the history is allocated
 /// once instead of grown (growing a vector of millions of events copies it repeatedly).
-pub fn read_jsonl_sized<R: Read>(
-    mut reader: R,
+pub fn read_jsonl_sized<R: Read + Send>(
+    reader: R,
     file: &str,
     size_hint_bytes: u64,
 ) -> Result<History, HistoryError> {
     // Events are rarely shorter than 48 bytes; untouched capacity costs no memory.
     let mut ops: Vec<Op> = Vec::with_capacity((size_hint_bytes / 48) as usize);
-    let mut carry: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES + 4096);
+    read_jsonl_chunks(reader, file, |mut chunk| {
+        ops.append(&mut chunk);
+        ControlFlow::Continue(())
+    })?;
+    Ok(History::new(ops))
+}
+
+/// Reads a JSON Lines history a chunk at a time and hands each chunk's events, in file order,
+/// to `each`, which may stop the reading early. Memory holds at most two chunks' events (one
+/// being handed over while the next is parsed), however long the file.
+///
+/// An event without an index gets its position among the file's events (blank lines are
+/// skipped). The first bad line in file order is the error, with its line number; the events
+/// before it have been handed over by then.
+pub fn read_jsonl_chunks<R: Read + Send>(
+    reader: R,
+    file: &str,
+    each: impl FnMut(Vec<Op>) -> ControlFlow<()> + Send,
+) -> Result<(), HistoryError> {
+    read_jsonl_chunks_of(reader, file, READ_CHUNK_BYTES, each)
+}
+
+/// As [`read_jsonl_chunks`], taking `chunk_bytes` of the input at a time (tests use small
+/// chunks to cross many chunk boundaries with little data).
+pub fn read_jsonl_chunks_of<R: Read + Send>(
+    mut reader: R,
+    file: &str,
+    chunk_bytes: usize,
+    mut each: impl FnMut(Vec<Op>) -> ControlFlow<()> + Send,
+) -> Result<(), HistoryError> {
+    let mut carry: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
     let mut first_line = 1usize;
+    let mut next_index = 0u64;
+    let mut ready: Option<Vec<Op>> = None;
     let mut finished = false;
     while !finished {
         let read = (&mut reader)
-            .take(READ_CHUNK_BYTES as u64)
+            .take(chunk_bytes as u64)
             .read_to_end(&mut carry)
             .map_err(|e| HistoryError::parse(file, first_line, format!("read failed: {e}")))?;
         finished = read == 0;
@@ -64,49 +97,77 @@ pub fn read_jsonl_sized<R: Read>(
         let cut = if finished {
             carry.len()
         } else {
-            match carry.iter().rposition(|&b| b == b'\n') {
+            match memchr::memrchr(b'\n', &carry) {
                 Some(end) => end + 1,
                 None => continue,
             }
         };
-        let chunk = &carry[..cut];
-        let lines: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
-        // `split` yields one empty tail after a final newline; it is blank and skipped.
-        // Runs of lines are parsed in parallel, each into its own vector (an indexed collect:
-        // the runs come back in order and each op is moved once more, into `ops`).
-        let runs: Vec<Result<Vec<Op>, HistoryError>> = lines
-            .par_chunks(LINES_PER_TASK)
-            .enumerate()
-            .map(|(run, lines)| {
-                let mut parsed = Vec::with_capacity(lines.len());
-                for (i, line) in lines.iter().enumerate() {
-                    if is_blank(line) {
-                        continue;
-                    }
-                    let number = first_line + run * LINES_PER_TASK + i;
-                    let text = std::str::from_utf8(line).map_err(|e| {
-                        HistoryError::parse(file, number, format!("not UTF-8: {e}"))
-                    })?;
-                    parsed.push(parse_line(text, file, number)?);
-                }
-                Ok(parsed)
-            })
-            .collect();
-        for run in runs {
-            // The first bad line in file order is the one reported.
-            let run = run?;
-            let base = ops.len() as u64;
-            ops.extend(run.into_iter().enumerate().map(|(k, mut op)| {
-                if op.index == UNASSIGNED_INDEX {
-                    op.index = base + k as u64;
-                }
-                op
-            }));
+        // The previous chunk is handed over while this one is parsed.
+        let (flow, parsed) = rayon::join(
+            || ready.take().map_or(ControlFlow::Continue(()), &mut each),
+            || parse_lines(&carry[..cut], file, first_line),
+        );
+        if flow.is_break() {
+            return Ok(());
         }
-        first_line += lines.len() - 1;
+        let (mut chunk, lines) = parsed?;
+        for op in &mut chunk {
+            if op.index == UNASSIGNED_INDEX {
+                op.index = next_index;
+            }
+            next_index += 1;
+        }
+        ready = Some(chunk);
+        first_line += lines;
         carry.drain(..cut);
     }
-    Ok(History::new(ops))
+    if let Some(chunk) = ready {
+        let _ = each(chunk);
+    }
+    Ok(())
+}
+
+/// Parses the complete lines of one chunk in parallel: their events in order, and how many
+/// line ends the chunk holds.
+fn parse_lines(
+    chunk: &[u8],
+    file: &str,
+    first_line: usize,
+) -> Result<(Vec<Op>, usize), HistoryError> {
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(chunk.len() / 64);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', chunk) {
+        lines.push(&chunk[start..end]);
+        start = end + 1;
+    }
+    let ends = lines.len();
+    if start < chunk.len() {
+        lines.push(&chunk[start..]);
+    }
+    // Runs of lines are parsed in parallel, each into its own vector, then joined in order.
+    let runs: Vec<Result<Vec<Op>, HistoryError>> = lines
+        .par_chunks(LINES_PER_TASK)
+        .enumerate()
+        .map(|(run, lines)| {
+            let mut parsed = Vec::with_capacity(lines.len());
+            for (i, line) in lines.iter().enumerate() {
+                if is_blank(line) {
+                    continue;
+                }
+                let number = first_line + run * LINES_PER_TASK + i;
+                let text = std::str::from_utf8(line)
+                    .map_err(|e| HistoryError::parse(file, number, format!("not UTF-8: {e}")))?;
+                parsed.push(parse_line(text, file, number)?);
+            }
+            Ok(parsed)
+        })
+        .collect();
+    let mut ops = Vec::with_capacity(lines.len());
+    for run in runs {
+        // The first bad line in file order is the one reported.
+        ops.append(&mut run?);
+    }
+    Ok((ops, ends))
 }
 
 /// Reads a JSON Lines history file.

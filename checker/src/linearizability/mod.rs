@@ -22,11 +22,15 @@
 //! ```
 
 mod search;
+mod stream;
 mod window;
+
+pub use stream::{check_jsonl_file, Streamed, STREAM_MIN_BYTES};
 
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -316,11 +320,6 @@ const FIRST_SLICE_STEPS: u64 = 4096;
 const MAX_SLICE_STEPS: u64 = 1 << 24;
 
 /// Checks a history for linearizability against a model, key by key, in parallel.
-///
-/// Keys are searched in rounds of bounded slices (doubling each round) rather than one after
-/// another, so a key with an easy violation is found even when another key's search is hard;
-/// once a violation is found the remaining searches stop (their keys are counted in
-/// `keys_unchecked`), as the verdict can no longer change.
 pub fn check(
     history: &History,
     options: &CheckOptions,
@@ -330,8 +329,29 @@ pub fn check(
     let pairs = history.pairs()?;
     let ops = pairs.len();
     let paired = started.elapsed();
-    let (keys, mut jobs) = new_jobs(history, &pairs, options);
+    let (keys, jobs) = new_jobs(history, &pairs, options);
     drop(pairs);
+    if timings {
+        eprintln!(
+            "timings: pair {paired:?}, partition and interpret {:?}",
+            started.elapsed() - paired
+        );
+    }
+    Ok(run_jobs(jobs, keys, ops, options))
+}
+
+/// Runs the keys' searches to their verdicts and gathers them into the history's.
+///
+/// Keys are searched in rounds of bounded slices (doubling each round) rather than one after
+/// another, so a key with an easy violation is found even when another key's search is hard;
+/// once a violation is found the remaining searches stop (their keys are counted in
+/// `keys_unchecked`), as the verdict can no longer change.
+fn run_jobs(
+    mut jobs: Vec<Box<dyn KeyJob + '_>>,
+    keys: usize,
+    ops: usize,
+    options: &CheckOptions,
+) -> LinearizabilityResult {
     let memory_used = AtomicU64::new(0);
     let budget = Budget {
         deadline: options.time_limit.map(|limit| Instant::now() + limit),
@@ -348,12 +368,6 @@ pub fn check(
         failures: Vec::new(),
         unknown_keys: Vec::new(),
     };
-    if timings {
-        eprintln!(
-            "timings: pair {paired:?}, partition and interpret {:?}",
-            started.elapsed() - paired
-        );
-    }
     let mut verdicts: Vec<KeyVerdict> = Vec::new();
     let mut slice = FIRST_SLICE_STEPS;
     while !jobs.is_empty() {
@@ -391,15 +405,16 @@ pub fn check(
             None => reason.clone(),
         });
     }
-    Ok(result)
+    result
 }
 
 /// Numbers the keys of a history in order of appearance. Keys are compared by their JSON
 /// text; operations without a key form one group.
 #[derive(Default)]
 struct KeyGroups<'h> {
-    // String keys (the common case) are looked up as they are, without formatting them.
-    by_text: rustc_hash::FxHashMap<&'h str, u32>,
+    // String keys (the common case) are looked up as they are, without formatting them; a
+    // history held in memory lends its keys, a streamed one's are copied when first seen.
+    by_text: rustc_hash::FxHashMap<Cow<'h, str>, u32>,
     by_json: rustc_hash::FxHashMap<String, u32>,
     keys: Vec<Option<Value>>,
 }
@@ -407,13 +422,33 @@ struct KeyGroups<'h> {
 impl<'h> KeyGroups<'h> {
     /// The group of `key`, a new one for a key not seen before.
     fn group(&mut self, key: Option<&'h Value>) -> u32 {
+        self.group_with(key, |s| Cow::Borrowed(s.as_str()))
+    }
+
+    /// As [`KeyGroups::group`], for a key that is not borrowed for as long as the groups.
+    fn group_copied(&mut self, key: Option<&Value>) -> u32 {
+        self.group_with(key, |s| Cow::Owned(s.clone()))
+    }
+
+    fn group_with<'k>(
+        &mut self,
+        key: Option<&'k Value>,
+        text_key: impl FnOnce(&'k String) -> Cow<'h, str>,
+    ) -> u32 {
         let keys = &mut self.keys;
-        let new_group = || {
+        let mut new_group = || {
             keys.push(key.cloned());
             (keys.len() - 1) as u32
         };
         match key {
-            Some(Value::String(s)) => *self.by_text.entry(s.as_str()).or_insert_with(new_group),
+            Some(Value::String(s)) => match self.by_text.get(s.as_str()) {
+                Some(&group) => group,
+                None => {
+                    let group = new_group();
+                    self.by_text.insert(text_key(s), group);
+                    group
+                }
+            },
             None => *self.by_json.entry(String::new()).or_insert_with(new_group),
             Some(other) => *self
                 .by_json
@@ -445,7 +480,8 @@ impl KeyJob for Decided {
 }
 
 struct Job<'h, M: Model> {
-    history: &'h History,
+    /// The events, for evidence; a streamed check has none and reports a violation bare.
+    history: Option<&'h History>,
     key: Option<Value>,
     model: M,
     ops: Vec<SearchOp<M::Op>>,
@@ -485,13 +521,13 @@ fn new_jobs<'h>(
     }
 }
 
-/// Interprets each key's operations with its own model, then sets up the keys' searches in
-/// parallel; the jobs come back largest first so the workers finish together.
+/// Groups the operations by key in one pass in history order, then interprets each key's
+/// operations with its own model and sets up its search, keys in parallel; the jobs come back
+/// largest first so the workers finish together.
 ///
-/// Operations are interpreted in one pass in history order rather than key by key: a long
-/// history is far larger than the caches, and a key's events are scattered through it, so
-/// reading them key by key costs a cache miss per field, while history order reads memory
-/// nearly sequentially (the grouping by key needs that pass anyway).
+/// The grouping pass only looks up keys (a few thousand at most, so the table stays in cache);
+/// interpreting, which interns every value into the key's model, is most of the work and runs
+/// on all cores.
 fn jobs_for<'h, M>(
     new_model: impl Fn() -> M + Sync,
     history: &'h History,
@@ -503,46 +539,49 @@ where
     M::State: Send,
     M::Op: Send,
 {
-    struct KeyOps<M: Model> {
-        model: M,
-        ops: Vec<SearchOp<M::Op>>,
-        /// Why the model could not read one of the key's operations.
-        unreadable: Option<String>,
-    }
     let mut groups = KeyGroups::default();
-    let mut per_key: Vec<KeyOps<M>> = Vec::new();
-    for pair in pairs {
-        let group = groups.group(history.ops[pair.invoke].key.as_ref()) as usize;
-        if group == per_key.len() {
-            per_key.push(KeyOps {
-                model: new_model(),
-                ops: Vec::new(),
-                unreadable: None,
-            });
-        }
-        let key = &mut per_key[group];
-        if key.unreadable.is_some() {
-            continue;
-        }
-        match interpret(&mut key.model, history, pair) {
-            Ok(Some(op)) => key.ops.push(op),
-            Ok(None) => {}
-            Err(reason) => key.unreadable = Some(reason),
-        }
+    let group_of: Vec<u32> = pairs
+        .iter()
+        .map(|pair| groups.group(history.ops[pair.invoke].key.as_ref()))
+        .collect();
+    let count = groups.keys.len();
+    // A counting sort by key: each key's pairs stay in history order.
+    let mut starts = vec![0usize; count + 1];
+    for &group in &group_of {
+        starts[group as usize + 1] += 1;
     }
-    let count = per_key.len();
+    for g in 0..count {
+        starts[g + 1] += starts[g];
+    }
+    let mut next = starts.clone();
+    let mut by_key = vec![0usize; pairs.len()];
+    for (p, &group) in group_of.iter().enumerate() {
+        by_key[next[group as usize]] = p;
+        next[group as usize] += 1;
+    }
+    drop((group_of, next));
     let mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = groups
         .keys
         .into_par_iter()
-        .zip(per_key)
-        .map(|(key, k)| -> (usize, Box<dyn KeyJob + 'h>) {
-            match k.unreadable {
-                Some(reason) => (0, Box::new(Decided(Some(KeyVerdict::Unknown(key, reason))))),
-                None => (
-                    k.ops.len(),
-                    Box::new(Job::new(k.model, history, key, k.ops, explain)),
-                ),
+        .enumerate()
+        .map(|(g, key)| -> (usize, Box<dyn KeyJob + 'h>) {
+            let mut model = new_model();
+            let mine = &by_key[starts[g]..starts[g + 1]];
+            let mut ops = Vec::with_capacity(mine.len());
+            for &p in mine {
+                match interpret(&mut model, history, &pairs[p]) {
+                    Ok(Some(op)) => ops.push(op),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        let verdict = KeyVerdict::Unknown(key, reason);
+                        return (0, Box::new(Decided(Some(verdict))));
+                    }
+                }
             }
+            (
+                ops.len(),
+                Box::new(Job::new(model, Some(history), key, ops, explain)),
+            )
         })
         .collect();
     jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
@@ -558,6 +597,16 @@ fn interpret<M: Model>(
 ) -> Result<Option<SearchOp<M::Op>>, String> {
     let invoke: &Op = &history.ops[pair.invoke];
     let completion = pair.completion.map(|c| &history.ops[c]);
+    interpret_events(model, invoke, completion, pair)
+}
+
+/// As [`interpret`], given the pair's events.
+fn interpret_events<M: Model>(
+    model: &mut M,
+    invoke: &Op,
+    completion: Option<&Op>,
+    pair: &Pair,
+) -> Result<Option<SearchOp<M::Op>>, String> {
     let (op, required) = match model.interpret(invoke, completion)? {
         Interpreted::Required(op) => (op, true),
         Interpreted::Optional(op) => (op, false),
@@ -585,7 +634,7 @@ where
 {
     fn new(
         model: M,
-        history: &'h History,
+        history: Option<&'h History>,
         key: Option<Value>,
         ops: Vec<SearchOp<M::Op>>,
         explain: bool,
@@ -611,11 +660,9 @@ where
         budget: &Budget<'_>,
         local: Option<window::Window>,
     ) -> Failure {
-        let (history, ops) = (self.history, &self.ops);
-        let summary = |op: usize| OpSummary::of(history, &pair_of(&ops[op]));
         let mut failure = Failure {
             key: self.key.clone(),
-            op: stuck.blocked.map(summary),
+            op: None,
             prefix_length: stuck.depth,
             prefix_tail: Vec::new(),
             states: stuck
@@ -626,6 +673,12 @@ where
             window: Vec::new(),
             window_from_any_state: false,
         };
+        let Some(history) = self.history else {
+            return failure;
+        };
+        let ops = &self.ops;
+        let summary = |op: usize| OpSummary::of(history, &pair_of(&ops[op]));
+        failure.op = stuck.blocked.map(summary);
         if !self.explain {
             return failure;
         }
@@ -689,10 +742,10 @@ where
                 if search::debug_search() {
                     let b = last;
                     eprintln!(
-                        "local window check at step {} around op {} (invoke index {}), depth {}",
+                        "local window check at step {} around op {} (invoke position {}), depth {}",
                         run.steps(),
                         b,
-                        self.history.ops[self.ops[b].invoke].index,
+                        self.ops[b].invoke,
                         run.stuck().depth
                     );
                 }

@@ -166,7 +166,16 @@ impl ModelKind {
 
     /// Guesses the model from the operations a history uses, for `check` without `--model`.
     pub fn infer(ops: &[Op]) -> Option<ModelKind> {
-        // The first operation that names a model decides, in this order of precedence.
+        ModelKind::infer_from_names(
+            ops.iter()
+                .filter(|op| !op.is_nemesis())
+                .map(|op| op.f.as_str()),
+        )
+    }
+
+    /// As [`ModelKind::infer`], from the names (`f`) of the client operations.
+    pub fn infer_from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<ModelKind> {
+        // The name that implies a model first in this order of precedence decides.
         let rank = |f: &str| match f {
             "cas" => Some((0, ModelKind::CasRegister)),
             "txn" => Some((1, ModelKind::MultiRegister)),
@@ -178,8 +187,8 @@ impl ModelKind {
             _ => None,
         };
         let mut best: Option<(u8, ModelKind)> = None;
-        for op in ops.iter().filter(|op| !op.is_nemesis()) {
-            if let Some(found) = rank(&op.f) {
+        for name in names {
+            if let Some(found) = rank(name) {
                 if best.is_none_or(|b| found.0 < b.0) {
                     best = Some(found);
                     if found.0 == 0 {
