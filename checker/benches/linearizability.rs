@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use faultline_checker::linearizability::{check, CheckOptions};
+use faultline_checker::linearizability::{check, check_jsonl_file, CheckOptions, STREAM_MIN_BYTES};
 use faultline_checker::{ModelKind, Validity};
-use faultline_core::import::{read_history_file, Format};
+use faultline_core::import::{file_format, read_history_file, Format};
 use faultline_core::jsonl::HistoryWriter;
 use faultline_core::Op;
+
+// As the `faultline` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod histories;
 use histories::{generate_cas_register, generate_string_kv};
@@ -94,6 +98,15 @@ fn check_files(
     let results: Vec<(usize, Validity)> = files
         .par_iter()
         .map(|file| {
+            // Long JSON Lines files are checked as they are read, as `faultline check` does.
+            let format = file_format(file, Format::Auto).expect("readable");
+            let size = std::fs::metadata(file).expect("readable").len();
+            if format == Format::Jsonl && size >= STREAM_MIN_BYTES {
+                let options = CheckOptions::new(ModelKind::Register).with_init(init.clone());
+                if let Some(streamed) = check_jsonl_file(file, model, &options).expect("readable") {
+                    return (streamed.result.ops, streamed.result.valid);
+                }
+            }
             let (history, format) = read_history_file(file, Format::Auto).expect("readable");
             let model = model.unwrap_or(match format {
                 Format::PorcupineKv => ModelKind::StringKv,

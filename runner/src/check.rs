@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResult};
 use faultline_checker::{ModelKind, Validity};
-use faultline_core::import::{read_history_file, Format};
+use faultline_core::import::{file_format, read_history_file, Format};
 
 use crate::{check_coordination, check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
@@ -280,6 +280,9 @@ struct FileMeta {
 }
 
 fn check_file(args: &CheckArgs, model: Option<ModelKind>, file: &Path) -> (FileOutcome, FileMeta) {
+    if let Some(streamed) = check_streamed(args, model, file) {
+        return streamed;
+    }
     let mut meta = FileMeta::default();
     let started = Instant::now();
     let (history, format) = match read_history_file(file, args.format) {
@@ -307,6 +310,56 @@ fn check_file(args: &CheckArgs, model: Option<ModelKind>, file: &Path) -> (FileO
         }
     };
     meta.model = Some(model);
+    let options = check_options(args, model, format);
+    let checked = catch_unwind(AssertUnwindSafe(|| {
+        linearizability::check(&history, &options)
+    }));
+    let outcome = match checked {
+        Ok(Ok(result)) => FileOutcome::Checked(Box::new(result)),
+        Ok(Err(e)) => FileOutcome::BadInput(format!("{}: {e}", file.display())),
+        Err(panic) => FileOutcome::Internal(checker_panic(file, panic)),
+    };
+    (outcome, meta)
+}
+
+/// A long JSON Lines file is checked as it is read, without holding its events (see
+/// [`linearizability::check_jsonl_file`]). `None`: check the whole history instead, which is
+/// also what reports a violation's evidence and any trouble opening the file.
+fn check_streamed(
+    args: &CheckArgs,
+    model: Option<ModelKind>,
+    file: &Path,
+) -> Option<(FileOutcome, FileMeta)> {
+    let format = file_format(file, args.format).ok()?;
+    let size = std::fs::metadata(file).ok()?.len();
+    if format != Format::Jsonl || size < linearizability::STREAM_MIN_BYTES {
+        return None;
+    }
+    let started = Instant::now();
+    let options = check_options(args, model.unwrap_or(ModelKind::Register), format);
+    let checked = catch_unwind(AssertUnwindSafe(|| {
+        linearizability::check_jsonl_file(file, model, &options)
+    }));
+    if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
+        eprintln!("timings: streamed read and check {:?}", started.elapsed());
+    }
+    let mut meta = FileMeta {
+        format: Some(format),
+        model: None,
+    };
+    let outcome = match checked {
+        Ok(Ok(Some(streamed))) => {
+            meta.model = Some(streamed.model);
+            FileOutcome::Checked(Box::new(streamed.result))
+        }
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => FileOutcome::BadInput(e.to_string()),
+        Err(panic) => FileOutcome::Internal(checker_panic(file, panic)),
+    };
+    Some((outcome, meta))
+}
+
+fn check_options(args: &CheckArgs, model: ModelKind, format: Format) -> CheckOptions {
     let mut options = CheckOptions::new(model);
     options.model_options.init = args.init.clone().unwrap_or(Value::Null);
     options.model_options.nil_read_is_unknown = match args.nil_read.as_deref() {
@@ -315,22 +368,16 @@ fn check_file(args: &CheckArgs, model: Option<ModelKind>, file: &Path) -> (FileO
     };
     options.time_limit = args.time_limit.map(Duration::from_secs_f64);
     options.memory_limit_bytes = args.memory_limit_mb.saturating_mul(1 << 20);
-    let checked = catch_unwind(AssertUnwindSafe(|| {
-        linearizability::check(&history, &options)
-    }));
-    let outcome = match checked {
-        Ok(Ok(result)) => FileOutcome::Checked(Box::new(result)),
-        Ok(Err(e)) => FileOutcome::BadInput(format!("{}: {e}", file.display())),
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            FileOutcome::Internal(format!("the checker failed on {}: {why}", file.display()))
-        }
-    };
-    (outcome, meta)
+    options
+}
+
+fn checker_panic(file: &Path, panic: Box<dyn std::any::Any + Send>) -> String {
+    let why = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("the checker failed on {}: {why}", file.display())
 }
 
 /// The Porcupine formats come with their model.

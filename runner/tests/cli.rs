@@ -245,3 +245,69 @@ fn porcupine_logs_are_detected_with_their_model() {
     assert_eq!(lines[1]["valid"], Value::Bool(false));
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A JSON Lines file over `linearizability::STREAM_MIN_BYTES`: puts and gets of long values on
+/// a few keys, in turn, so every get sees the last put; `last_get` replaces the last get's
+/// result.
+fn long_history(name: &str, last_get: Option<&str>) -> PathBuf {
+    let padding = "p".repeat(1400);
+    let mut text = String::new();
+    let pairs = 4500;
+    for i in 0..pairs {
+        // A put, then a get of it on the same key; the pairs rotate over three keys.
+        let key = (i / 2) % 3;
+        let (f, input, output) = if i % 2 == 0 {
+            let value = format!("\"{i} {padding}\"");
+            ("put", value.clone(), value)
+        } else {
+            let value = format!("\"{} {padding}\"", i - 1);
+            ("get", "null".to_string(), value)
+        };
+        let output = match last_get {
+            Some(wrong) if i == pairs - 1 => format!("\"{wrong}\""),
+            _ => output,
+        };
+        text.push_str(&format!(
+            "{{\"process\":0,\"type\":\"invoke\",\"f\":\"{f}\",\"key\":\"{key}\",\"value\":{input}}}\n\
+             {{\"process\":0,\"type\":\"ok\",\"f\":\"{f}\",\"key\":\"{key}\",\"value\":{output}}}\n"
+        ));
+    }
+    assert!(text.len() > 8 << 20, "long enough to be streamed");
+    scratch(name, &text)
+}
+
+#[test]
+fn long_histories_are_checked_as_they_stream_with_the_same_verdicts() {
+    let valid = long_history("long-valid.jsonl", None);
+    let out = faultline(&["check", "--json", valid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["valid"], Value::Bool(true));
+    assert_eq!(
+        (line["model"].as_str(), line["ops"].as_u64()),
+        (Some("string-kv"), Some(4500))
+    );
+    assert_eq!(line["keys"], 3);
+    assert_eq!(line["format"], "jsonl");
+
+    // A violation's evidence comes from the whole history.
+    let invalid = long_history("long-invalid.jsonl", Some("stale"));
+    let out = faultline(&["check", invalid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NOT linearizable (string-kv, 4500 ops, 3 keys"),
+        "{text}"
+    );
+    assert!(text.contains("smallest failing window"), "{text}");
+    assert!(text.contains("\"stale\""), "{text}");
+
+    // A bad line near the end is reported with its line number, as for any file.
+    let mut text = std::fs::read_to_string(&valid).unwrap();
+    text.push_str("{\"process\":0,\"type\":\"okay\"}\n");
+    let broken = scratch("long-broken.jsonl", &text);
+    let out = faultline(&["check", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(254));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("long-broken.jsonl:9001:"), "{err}");
+}
