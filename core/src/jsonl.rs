@@ -28,6 +28,10 @@ pub fn parse_line(text: &str, file: &str, line: usize) -> Result<Op, HistoryErro
     if let Some(op) = fast::parse_simple(text) {
         return Ok(op);
     }
+    parse_with_serde(text, file, line)
+}
+
+fn parse_with_serde(text: &str, file: &str, line: usize) -> Result<Op, HistoryError> {
     serde_json::from_str::<Op>(text)
         .map_err(|e| HistoryError::parse(file, line, format!("expected an operation object: {e}")))
 }
@@ -52,40 +56,36 @@ pub fn read_jsonl_sized<R: Read + Send>(
 ) -> Result<History, HistoryError> {
     // Events are rarely shorter than 48 bytes; untouched capacity costs no memory.
     let mut ops: Vec<Op> = Vec::with_capacity((size_hint_bytes / 48) as usize);
-    read_jsonl_chunks(reader, file, |mut chunk| {
-        ops.append(&mut chunk);
+    read_jsonl_batches(reader, file, READ_CHUNK_BYTES, |batch| {
+        ops.append(batch);
         ControlFlow::Continue(())
     })?;
     Ok(History::new(ops))
 }
 
-/// Reads a JSON Lines history a chunk at a time and hands each chunk's events, in file order,
-/// to `each`, which may stop the reading early. Memory holds at most two chunks' events (one
-/// being handed over while the next is parsed), however long the file.
+/// Reads a JSON Lines history `chunk_bytes` at a time and hands its events to `each` in
+/// batches, in file order, while the next chunk is parsed; `each` may stop the reading. Memory
+/// holds at most two chunks' events, however long the file.
+///
+/// The events left in a batch are recycled: later lines are parsed into them, reusing their
+/// string buffers, so a reader that keeps few events allocates little. `each` takes what it
+/// keeps (`append`, `std::mem::swap`).
 ///
 /// An event without an index gets its position among the file's events (blank lines are
 /// skipped). The first bad line in file order is the error, with its line number; the events
 /// before it have been handed over by then.
-pub fn read_jsonl_chunks<R: Read + Send>(
-    reader: R,
-    file: &str,
-    each: impl FnMut(Vec<Op>) -> ControlFlow<()> + Send,
-) -> Result<(), HistoryError> {
-    read_jsonl_chunks_of(reader, file, READ_CHUNK_BYTES, each)
-}
-
-/// As [`read_jsonl_chunks`], taking `chunk_bytes` of the input at a time (tests use small
-/// chunks to cross many chunk boundaries with little data).
-pub fn read_jsonl_chunks_of<R: Read + Send>(
+pub fn read_jsonl_batches<R: Read + Send>(
     mut reader: R,
     file: &str,
     chunk_bytes: usize,
-    mut each: impl FnMut(Vec<Op>) -> ControlFlow<()> + Send,
+    mut each: impl FnMut(&mut Vec<Op>) -> ControlFlow<()> + Send,
 ) -> Result<(), HistoryError> {
     let mut carry: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
     let mut first_line = 1usize;
     let mut next_index = 0u64;
-    let mut ready: Option<Vec<Op>> = None;
+    // The chunk handed over and the chunk parsed swap roles every round.
+    let mut ready: Vec<Vec<Op>> = Vec::new();
+    let mut parsing: Vec<Vec<Op>> = Vec::new();
     let mut finished = false;
     while !finished {
         let read = (&mut reader)
@@ -102,38 +102,46 @@ pub fn read_jsonl_chunks_of<R: Read + Send>(
                 None => continue,
             }
         };
-        // The previous chunk is handed over while this one is parsed.
         let (flow, parsed) = rayon::join(
-            || ready.take().map_or(ControlFlow::Continue(()), &mut each),
-            || parse_lines(&carry[..cut], file, first_line),
+            || hand_over(&mut ready, &mut each),
+            || parse_lines_into(&carry[..cut], file, first_line, &mut parsing),
         );
         if flow.is_break() {
             return Ok(());
         }
-        let (mut chunk, lines) = parsed?;
-        for op in &mut chunk {
+        first_line += parsed?;
+        for op in parsing.iter_mut().flatten() {
             if op.index == UNASSIGNED_INDEX {
                 op.index = next_index;
             }
             next_index += 1;
         }
-        ready = Some(chunk);
-        first_line += lines;
+        std::mem::swap(&mut ready, &mut parsing);
         carry.drain(..cut);
     }
-    if let Some(chunk) = ready {
-        let _ = each(chunk);
-    }
+    let _ = hand_over(&mut ready, &mut each);
     Ok(())
 }
 
-/// Parses the complete lines of one chunk in parallel: their events in order, and how many
-/// line ends the chunk holds.
-fn parse_lines(
+fn hand_over(
+    batches: &mut [Vec<Op>],
+    each: &mut impl FnMut(&mut Vec<Op>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    for batch in batches.iter_mut().filter(|b| !b.is_empty()) {
+        each(batch)?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// Parses the complete lines of one chunk in parallel into `runs` (runs of lines in order,
+/// parsed into the events already there where there are some), and returns how many line
+/// ends the chunk holds.
+fn parse_lines_into(
     chunk: &[u8],
     file: &str,
     first_line: usize,
-) -> Result<(Vec<Op>, usize), HistoryError> {
+    runs: &mut Vec<Vec<Op>>,
+) -> Result<usize, HistoryError> {
     let mut lines: Vec<&[u8]> = Vec::with_capacity(chunk.len() / 64);
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', chunk) {
@@ -144,12 +152,13 @@ fn parse_lines(
     if start < chunk.len() {
         lines.push(&chunk[start..]);
     }
-    // Runs of lines are parsed in parallel, each into its own vector, then joined in order.
-    let runs: Vec<Result<Vec<Op>, HistoryError>> = lines
-        .par_chunks(LINES_PER_TASK)
+    runs.resize_with(lines.len().div_ceil(LINES_PER_TASK), Vec::new);
+    let results: Vec<Result<(), HistoryError>> = runs
+        .par_iter_mut()
+        .zip(lines.par_chunks(LINES_PER_TASK))
         .enumerate()
-        .map(|(run, lines)| {
-            let mut parsed = Vec::with_capacity(lines.len());
+        .map(|(run, (events, lines))| {
+            let mut kept = 0;
             for (i, line) in lines.iter().enumerate() {
                 if is_blank(line) {
                     continue;
@@ -157,17 +166,23 @@ fn parse_lines(
                 let number = first_line + run * LINES_PER_TASK + i;
                 let text = std::str::from_utf8(line)
                     .map_err(|e| HistoryError::parse(file, number, format!("not UTF-8: {e}")))?;
-                parsed.push(parse_line(text, file, number)?);
+                match events.get_mut(kept) {
+                    Some(event) => {
+                        if !fast::parse_simple_into(text, event) {
+                            *event = parse_with_serde(text, file, number)?;
+                        }
+                    }
+                    None => events.push(parse_line(text, file, number)?),
+                }
+                kept += 1;
             }
-            Ok(parsed)
+            events.truncate(kept);
+            Ok(())
         })
         .collect();
-    let mut ops = Vec::with_capacity(lines.len());
-    for run in runs {
-        // The first bad line in file order is the one reported.
-        ops.append(&mut run?);
-    }
-    Ok((ops, ends))
+    // The first bad line in file order is the one reported.
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(ends)
 }
 
 /// Reads a JSON Lines history file.
@@ -346,6 +361,38 @@ mod tests {
         }
         let bytes = w.into_inner().unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), EXAMPLE);
+    }
+
+    /// Events recycled for later lines of other shapes read as the sequential reader reads
+    /// them, whatever the chunk size.
+    #[test]
+    fn recycled_events_read_as_fresh_ones() {
+        let shapes = [
+            r#"{"index":7,"time":5,"process":0,"type":"invoke","f":"put","key":"k","value":"a b c"}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null,"error":"e"}"#,
+            r#"{"process":1,"type":"ok","f":"cas","key":3,"value":[1,2],"error":"x"}"#,
+            r#"{"process":2,"type":"fail","f":"r","value":true}"#,
+            "",
+            r#"{"process":3,"type":"ok","f":"w","key":null,"value":12}"#,
+            r#"{"time":9,"process":4,"type":"invoke","f":"a\"b","value":"t"}"#,
+        ];
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(shapes[(i * 5) % shapes.len()]);
+            text.push('\n');
+        }
+        let expected: Vec<Op> = JsonlReader::new(text.as_bytes(), "t")
+            .map(Result::unwrap)
+            .collect();
+        for chunk in [1, 64, 300, 1 << 20] {
+            let mut seen = Vec::new();
+            read_jsonl_batches(text.as_bytes(), "t", chunk, |batch| {
+                seen.extend(batch.iter().cloned());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(seen, expected, "chunks of {chunk} bytes");
+        }
     }
 
     #[test]

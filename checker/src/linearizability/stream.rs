@@ -20,7 +20,7 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use faultline_core::jsonl::{read_jsonl_chunks_of, READ_CHUNK_BYTES};
+use faultline_core::jsonl::{read_jsonl_batches, READ_CHUNK_BYTES};
 use faultline_core::{HistoryError, Op, OpType, Pair, Process};
 
 use super::{interpret_events, run_jobs, CheckOptions, Job, KeyGroups, KeyJob, SearchOp};
@@ -72,9 +72,9 @@ fn check_jsonl(
     let mut chosen = model;
     let mut names: FxHashSet<String> = FxHashSet::default();
     let mut gave_up = false;
-    read_jsonl_chunks_of(reader, label, chunk_bytes, |chunk| {
+    read_jsonl_batches(reader, label, chunk_bytes, |batch| {
         if model.is_none() {
-            for op in chunk.iter().filter(|op| !op.is_nemesis()) {
+            for op in batch.iter().filter(|op| !op.is_nemesis()) {
                 if !names.contains(op.f.as_str()) {
                     names.insert(op.f.clone());
                 }
@@ -83,7 +83,7 @@ fn check_jsonl(
         let feeder = match &mut feeder {
             Some(feeder) => feeder,
             None => {
-                let Some(kind) = chosen.or_else(|| ModelKind::infer(&chunk)) else {
+                let Some(kind) = chosen.or_else(|| ModelKind::infer(batch)) else {
                     gave_up = true;
                     return ControlFlow::Break(());
                 };
@@ -91,7 +91,7 @@ fn check_jsonl(
                 feeder.insert(new_feeder(kind, &options.model_options))
             }
         };
-        let flow = feeder.feed(chunk);
+        let flow = feeder.feed(batch);
         gave_up |= flow.is_break();
         flow
     })?;
@@ -133,21 +133,30 @@ fn new_feeder(kind: ModelKind, o: &ModelOptions) -> Box<dyn Feed> {
     }
 }
 
-/// A streamed check of one model, fed chunk by chunk.
+/// A streamed check of one model, fed batch by batch.
 trait Feed: Send {
-    /// Pairs and reads a chunk's events; `Break` when the whole history is needed after all.
-    fn feed(&mut self, chunk: Vec<Op>) -> ControlFlow<()>;
+    /// Pairs and reads a batch of events, taking the invocations it keeps; `Break` when the
+    /// whole history is needed after all.
+    fn feed(&mut self, batch: &mut [Op]) -> ControlFlow<()>;
 
-    /// The verdict once every chunk is in; `None` when the whole history is needed.
+    /// The verdict once every batch is in; `None` when the whole history is needed.
     fn finish(self: Box<Self>, options: &CheckOptions) -> Option<LinearizabilityResult>;
 }
 
 /// What a process is doing, as in [`faultline_core::History::pairs`].
-enum Slot {
-    /// An operation in flight: its invocation, where it was, and its key's group.
-    Open(Box<Op>, usize, u32),
+#[derive(Clone, Copy, PartialEq)]
+enum State {
     Idle,
+    /// An operation in flight: where it was invoked, and its key's group.
+    Open(usize, u32),
     Crashed,
+}
+
+/// A process's state, and its open invocation (once it has had one: the event is swapped
+/// with the batch's, so its buffers go back to the reader).
+struct Slot {
+    state: State,
+    invoke: Op,
 }
 
 struct Feeder<M: Model, F> {
@@ -162,11 +171,7 @@ struct Feeder<M: Model, F> {
     invocations: usize,
 }
 
-impl<M, F> Feeder<M, F>
-where
-    M: Model,
-    F: Fn() -> M,
-{
+impl<M: Model, F: Fn() -> M> Feeder<M, F> {
     fn new(new_model: F) -> Self {
         Feeder {
             new_model,
@@ -177,23 +182,22 @@ where
             invocations: 0,
         }
     }
+}
 
-    /// Reads one pair into its key's operations; `Break` when the model cannot read it.
-    fn interpret(
-        &mut self,
-        group: u32,
-        invoke: &Op,
-        completion: Option<&Op>,
-        pair: Pair,
-    ) -> ControlFlow<()> {
-        let (model, ops) = &mut self.keys[group as usize];
-        match interpret_events(model, invoke, completion, &pair) {
-            Ok(Some(op)) => ops.push(op),
-            Ok(None) => {}
-            Err(_) => return ControlFlow::Break(()),
-        }
-        ControlFlow::Continue(())
+/// Reads one pair into its key's operations; `Break` when the model cannot read it.
+fn read_pair<M: Model>(
+    key: &mut (M, Vec<SearchOp<M::Op>>),
+    invoke: &Op,
+    completion: Option<&Op>,
+    pair: Pair,
+) -> ControlFlow<()> {
+    let (model, ops) = key;
+    match interpret_events(model, invoke, completion, &pair) {
+        Ok(Some(op)) => ops.push(op),
+        Ok(None) => {}
+        Err(_) => return ControlFlow::Break(()),
     }
+    ControlFlow::Continue(())
 }
 
 impl<M, F> Feed for Feeder<M, F>
@@ -203,38 +207,39 @@ where
     M::Op: Send,
     F: Fn() -> M + Send,
 {
-    fn feed(&mut self, chunk: Vec<Op>) -> ControlFlow<()> {
-        for op in chunk {
+    fn feed(&mut self, batch: &mut [Op]) -> ControlFlow<()> {
+        for op in batch {
             let position = self.position;
             self.position += 1;
             let Process::Client(process) = op.process else {
                 continue;
             };
-            let slot = self.slots.entry(process).or_insert(Slot::Idle);
-            match (op.kind, &*slot) {
-                (OpType::Invoke, Slot::Idle) => {
+            let slot = self.slots.entry(process).or_insert_with(|| Slot {
+                state: State::Idle,
+                invoke: Op::invoke(process, "", serde_json::Value::Null),
+            });
+            match (op.kind, slot.state) {
+                (OpType::Invoke, State::Idle) => {
                     let group = self.groups.group_copied(op.key.as_ref());
                     if group as usize == self.keys.len() {
                         self.keys.push(((self.new_model)(), Vec::new()));
                     }
-                    *slot = Slot::Open(Box::new(op), position, group);
+                    std::mem::swap(&mut slot.invoke, op);
+                    slot.state = State::Open(position, group);
                     self.invocations += 1;
                 }
                 (OpType::Invoke, _) => return ControlFlow::Break(()),
-                (kind, Slot::Open(invoke, ..)) if invoke.f == op.f => {
-                    let next = if kind == OpType::Info {
-                        Slot::Crashed
+                (kind, State::Open(at, group)) if slot.invoke.f == op.f => {
+                    slot.state = if kind == OpType::Info {
+                        State::Crashed
                     } else {
-                        Slot::Idle
-                    };
-                    let Slot::Open(invoke, at, group) = std::mem::replace(slot, next) else {
-                        unreachable!("matched as open")
+                        State::Idle
                     };
                     let pair = Pair {
                         invoke: at,
                         completion: Some(position),
                     };
-                    self.interpret(group, &invoke, Some(&op), pair)?;
+                    read_pair(&mut self.keys[group as usize], &slot.invoke, Some(op), pair)?;
                 }
                 (_, _) => return ControlFlow::Break(()),
             }
@@ -246,10 +251,10 @@ where
         if self.invocations == 0 {
             return None;
         }
-        let mut open: Vec<(usize, u32, Box<Op>)> = std::mem::take(&mut self.slots)
+        let mut open: Vec<(usize, u32, Op)> = std::mem::take(&mut self.slots)
             .into_values()
-            .filter_map(|slot| match slot {
-                Slot::Open(invoke, at, group) => Some((at, group, invoke)),
+            .filter_map(|slot| match slot.state {
+                State::Open(at, group) => Some((at, group, slot.invoke)),
                 _ => None,
             })
             .collect();
@@ -259,7 +264,7 @@ where
                 invoke: at,
                 completion: None,
             };
-            if self.interpret(group, &invoke, None, pair).is_break() {
+            if read_pair(&mut self.keys[group as usize], &invoke, None, pair).is_break() {
                 return None;
             }
         }

@@ -14,6 +14,26 @@ use crate::history::{Op, OpType, Process, UNASSIGNED_INDEX};
 
 /// Parses one event line, or `None` when the line is not of the simple shape.
 pub(crate) fn parse_simple(text: &str) -> Option<Op> {
+    let mut op = Op::invoke(0, "", Value::Null);
+    parse_simple_into(text, &mut op).then_some(op)
+}
+
+/// As [`parse_simple`], into an event whose string buffers are reused (a reader that recycles
+/// its events allocates nothing for most lines). Every field is overwritten on success; on
+/// failure (`false`) the event holds a mix of old and new fields and must be replaced.
+pub(crate) fn parse_simple_into(text: &str, op: &mut Op) -> bool {
+    parse_into(text, op).is_some()
+}
+
+fn parse_into(text: &str, op: &mut Op) -> Option<()> {
+    const INDEX: u8 = 1;
+    const TIME: u8 = 2;
+    const PROCESS: u8 = 4;
+    const TYPE: u8 = 8;
+    const F: u8 = 16;
+    const KEY: u8 = 32;
+    const VALUE: u8 = 64;
+    const ERROR: u8 = 128;
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
@@ -21,14 +41,9 @@ pub(crate) fn parse_simple(text: &str) -> Option<Op> {
     };
     p.skip_space();
     p.eat(b'{')?;
-    let mut index = None;
-    let mut time: Option<Option<u64>> = None;
-    let mut process = None;
-    let mut kind = None;
-    let mut f: Option<String> = None;
-    let mut key: Option<Option<Value>> = None;
-    let mut value: Option<Value> = None;
-    let mut error: Option<Option<Value>> = None;
+    let mut seen = 0u8;
+    // Claims a field, once.
+    let mut field = |bit: u8| -> Option<()> { (seen & bit == 0).then(|| seen |= bit) };
     p.skip_space();
     if p.peek()? != b'}' {
         loop {
@@ -38,28 +53,50 @@ pub(crate) fn parse_simple(text: &str) -> Option<Op> {
             p.eat(b':')?;
             p.skip_space();
             match name {
-                "index" if index.is_none() => index = Some(p.unsigned()?),
-                "time" if time.is_none() => time = Some(p.optional_unsigned()?),
-                "process" if process.is_none() => {
-                    process = Some(match p.peek()? {
+                "index" => {
+                    field(INDEX)?;
+                    op.index = p.unsigned()?;
+                }
+                "time" => {
+                    field(TIME)?;
+                    op.time = p.optional_unsigned()?;
+                }
+                "process" => {
+                    field(PROCESS)?;
+                    op.process = match p.peek()? {
                         b'"' if p.string()? == "nemesis" => Process::Nemesis,
                         b'"' => return None,
                         _ => Process::Client(p.unsigned()?),
-                    })
+                    };
                 }
-                "type" if kind.is_none() => {
-                    kind = Some(match p.string()? {
+                "type" => {
+                    field(TYPE)?;
+                    op.kind = match p.string()? {
                         "invoke" => OpType::Invoke,
                         "ok" => OpType::Ok,
                         "fail" => OpType::Fail,
                         "info" => OpType::Info,
                         _ => return None,
-                    })
+                    };
                 }
-                "f" if f.is_none() => f = Some(p.string()?.to_string()),
-                "key" if key.is_none() => key = Some(non_null(p.value()?)),
-                "value" if value.is_none() => value = Some(p.value()?),
-                "error" if error.is_none() => error = Some(non_null(p.value()?)),
+                "f" => {
+                    field(F)?;
+                    let f = p.string()?;
+                    op.f.clear();
+                    op.f.push_str(f);
+                }
+                "key" => {
+                    field(KEY)?;
+                    p.optional_value_into(&mut op.key)?;
+                }
+                "value" => {
+                    field(VALUE)?;
+                    p.value_into(&mut op.value)?;
+                }
+                "error" => {
+                    field(ERROR)?;
+                    p.optional_value_into(&mut op.error)?;
+                }
                 _ => return None,
             }
             p.skip_space();
@@ -73,24 +110,26 @@ pub(crate) fn parse_simple(text: &str) -> Option<Op> {
         p.at += 1;
     }
     p.skip_space();
-    if p.at != p.bytes.len() {
+    if p.at != p.bytes.len() || seen & (PROCESS | TYPE | F) != PROCESS | TYPE | F {
         return None;
     }
-    Some(Op {
-        index: index.unwrap_or(UNASSIGNED_INDEX),
-        time: time.flatten(),
-        process: process?,
-        kind: kind?,
-        f: f?,
-        key: key.flatten(),
-        value: value.unwrap_or(Value::Null),
-        error: error.flatten(),
-    })
-}
-
-/// An optional field: JSON `null` is absent, as serde reads `Option<Value>`.
-fn non_null(value: Value) -> Option<Value> {
-    (!value.is_null()).then_some(value)
+    // Absent fields take serde's defaults.
+    if seen & INDEX == 0 {
+        op.index = UNASSIGNED_INDEX;
+    }
+    if seen & TIME == 0 {
+        op.time = None;
+    }
+    if seen & KEY == 0 {
+        op.key = None;
+    }
+    if seen & VALUE == 0 {
+        op.value = Value::Null;
+    }
+    if seen & ERROR == 0 {
+        op.error = None;
+    }
+    Some(())
 }
 
 struct Parser<'a> {
@@ -166,16 +205,35 @@ impl<'a> Parser<'a> {
         (self.bytes.get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
     }
 
-    /// `null`, a boolean, a non-negative integer, or a string without escapes.
-    fn value(&mut self) -> Option<Value> {
-        match self.peek()? {
-            b'n' => self.literal("null").map(|_| Value::Null),
-            b't' => self.literal("true").map(|_| Value::Bool(true)),
-            b'f' => self.literal("false").map(|_| Value::Bool(false)),
-            b'"' => self.string().map(|s| Value::String(s.to_string())),
-            b'0'..=b'9' => self.unsigned().map(Value::from),
-            _ => None,
-        }
+    /// `null`, a boolean, a non-negative integer, or a string without escapes, into `slot`
+    /// (a string into the string already there, reusing its buffer).
+    fn value_into(&mut self, slot: &mut Value) -> Option<()> {
+        *slot = match self.peek()? {
+            b'n' => self.literal("null").map(|_| Value::Null)?,
+            b't' => self.literal("true").map(|_| Value::Bool(true))?,
+            b'f' => self.literal("false").map(|_| Value::Bool(false))?,
+            b'"' => {
+                let text = self.string()?;
+                if let Value::String(buffer) = slot {
+                    buffer.clear();
+                    buffer.push_str(text);
+                    return Some(());
+                }
+                Value::String(text.to_string())
+            }
+            b'0'..=b'9' => Value::from(self.unsigned()?),
+            _ => return None,
+        };
+        Some(())
+    }
+
+    /// As [`Parser::value_into`], for an optional field: JSON `null` is absent, as serde
+    /// reads `Option<Value>`.
+    fn optional_value_into(&mut self, slot: &mut Option<Value>) -> Option<()> {
+        let mut value = slot.take().unwrap_or(Value::Null);
+        self.value_into(&mut value)?;
+        *slot = (!value.is_null()).then_some(value);
+        Some(())
     }
 }
 
@@ -272,6 +330,29 @@ mod tests {
     }
 
     proptest! {
+        /// An event parsed into one that held another line reads as a fresh one: no field of
+        /// the old line survives.
+        #[test]
+        fn reused_events_read_as_fresh_ones(
+            first in any_op(),
+            second in any_op(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let (a, b) = (
+                serde_json::to_string(&first).unwrap(),
+                serde_json::to_string(&second).unwrap(),
+            );
+            // The line cut short by up to 3 bytes (where that is a character boundary).
+            let end = cut.index(b.len() + 1).max(b.len().saturating_sub(3));
+            let damaged = b.get(..end).unwrap_or(b.as_str());
+            for text in [b.as_str(), damaged] {
+                let mut op = Op::invoke(0, "", Value::Null);
+                let _ = parse_simple_into(&a, &mut op);
+                let reused = parse_simple_into(text, &mut op).then_some(op);
+                prop_assert_eq!(reused, parse_simple(text), "{:?} after {:?}", text, a);
+            }
+        }
+
         #[test]
         fn written_events_read_back_the_same(op in any_op()) {
             let line = serde_json::to_string(&op).unwrap();
