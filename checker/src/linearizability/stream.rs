@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::time::Instant;
 
 use faultline_core::jsonl::{read_jsonl_batches, READ_CHUNK_BYTES};
 use faultline_core::{HistoryError, Op, OpType, Pair, Process};
@@ -68,6 +69,7 @@ fn check_jsonl(
     model: Option<ModelKind>,
     options: &CheckOptions,
 ) -> Result<Option<Streamed>, HistoryError> {
+    let started = Instant::now();
     let mut feeder: Option<Box<dyn Feed>> = None;
     let mut chosen = model;
     let mut names: FxHashSet<String> = FxHashSet::default();
@@ -100,6 +102,9 @@ fn check_jsonl(
     };
     if ModelKind::infer_from_names(names.iter().map(String::as_str)).is_some_and(|m| m != model) {
         return Ok(None);
+    }
+    if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
+        eprintln!("timings: read, pair and interpret {:?}", started.elapsed());
     }
     let options = CheckOptions {
         model,
@@ -282,7 +287,12 @@ where
             .collect();
         jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
         let jobs = jobs.into_iter().map(|(_, job)| job).collect();
-        Some(run_jobs(jobs, count, self.invocations, options))
+        let started = Instant::now();
+        let result = run_jobs(jobs, count, self.invocations, options);
+        if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
+            eprintln!("timings: search {:?}", started.elapsed());
+        }
+        Some(result)
     }
 }
 
