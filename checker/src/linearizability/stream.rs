@@ -3,15 +3,16 @@
 //! On a long history the whole-history path spends most of its time and memory on the events
 //! themselves: every event becomes an [`Op`] (about 170 bytes and three strings), millions of
 //! them are kept until the end, and the checker then walks them once more to pair and read
-//! them. Here each chunk of the file is paired and read by the model as soon as it is parsed
-//! (while the next chunk is parsed), and its events are dropped; what is kept is what the
-//! search needs, each key's operations in the model's form.
+//! them. Here each batch of events is paired and read by the model as soon as it is parsed
+//! (while the next chunk is parsed), and the events go back to the reader to be parsed into
+//! again; what is kept is what the search needs, each key's operations in the model's form,
+//! and each process's open invocation.
 //!
 //! A valid verdict, or an unknown one, is final. Anything the whole-history path explains in
 //! its own words is left to it: the caller checks the file the ordinary way when this returns
 //! `None`. That is a violation (its evidence needs the events: values, times, indexes), a
 //! malformed history, an operation the model cannot read, an empty history, or a model inferred
-//! from the first chunk that the whole file would not infer.
+//! from the first batch that the whole file would not infer.
 
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
