@@ -72,8 +72,8 @@ pub fn read_jsonl_sized<R: Read + Send>(
 /// keeps (`append`, `std::mem::swap`).
 ///
 /// An event without an index gets its position among the file's events (blank lines are
-/// skipped). The first bad line in file order is the error, with its line number; the events
-/// before it have been handed over by then.
+/// skipped). The first bad line in file order is the error, with its line number; the earlier
+/// chunks' events have been handed over by then, but not those of the bad line's chunk.
 pub fn read_jsonl_batches<R: Read + Send>(
     mut reader: R,
     file: &str,
