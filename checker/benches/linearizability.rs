@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use faultline_checker::linearizability::{check, check_jsonl_file, CheckOptions, STREAM_MIN_BYTES};
+use faultline_checker::linearizability::{check, check_jsonl_file, streams, CheckOptions};
 use faultline_checker::{ModelKind, Validity};
-use faultline_core::import::{file_format, read_history_file, Format};
+use faultline_core::import::{read_history_file, Format};
 use faultline_core::jsonl::HistoryWriter;
 use faultline_core::Op;
 
@@ -99,9 +99,7 @@ fn check_files(
         .par_iter()
         .map(|file| {
             // Long JSON Lines files are checked as they are read, as `faultline check` does.
-            let format = file_format(file, Format::Auto).expect("readable");
-            let size = std::fs::metadata(file).expect("readable").len();
-            if format == Format::Jsonl && size >= STREAM_MIN_BYTES {
+            if streams(file, Format::Auto) {
                 let options = CheckOptions::new(ModelKind::Register).with_init(init.clone());
                 if let Some(streamed) = check_jsonl_file(file, model, &options).expect("readable") {
                     return (streamed.result.ops, streamed.result.valid);

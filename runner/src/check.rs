@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use faultline_checker::linearizability::{self, CheckOptions, LinearizabilityResult};
 use faultline_checker::{ModelKind, Validity};
-use faultline_core::import::{file_format, read_history_file, Format};
+use faultline_core::import::{read_history_file, Format};
 
 use crate::{check_coordination, check_lock, check_log, check_txn, EXIT_BAD_INPUT, EXIT_INTERNAL};
 
@@ -330,11 +330,10 @@ fn check_streamed(
     model: Option<ModelKind>,
     file: &Path,
 ) -> Option<(FileOutcome, FileMeta)> {
-    let format = file_format(file, args.format).ok()?;
-    let size = std::fs::metadata(file).ok()?.len();
-    if format != Format::Jsonl || size < linearizability::STREAM_MIN_BYTES {
+    if !linearizability::streams(file, args.format) {
         return None;
     }
+    let format = Format::Jsonl;
     let started = Instant::now();
     let options = check_options(args, model.unwrap_or(ModelKind::Register), format);
     let checked = catch_unwind(AssertUnwindSafe(|| {

@@ -25,7 +25,7 @@ mod search;
 mod stream;
 mod window;
 
-pub use stream::{check_jsonl_file, Streamed, STREAM_MIN_BYTES};
+pub use stream::{check_jsonl_file, streams, Streamed, STREAM_MIN_BYTES};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -540,35 +540,24 @@ where
     M::Op: Send,
 {
     let mut groups = KeyGroups::default();
-    let group_of: Vec<u32> = pairs
-        .iter()
-        .map(|pair| groups.group(history.ops[pair.invoke].key.as_ref()))
-        .collect();
-    let count = groups.keys.len();
-    // A counting sort by key: each key's pairs stay in history order.
-    let mut starts = vec![0usize; count + 1];
-    for &group in &group_of {
-        starts[group as usize + 1] += 1;
+    // Each key's pairs, in history order.
+    let mut by_key: Vec<Vec<usize>> = Vec::new();
+    for (p, pair) in pairs.iter().enumerate() {
+        let group = groups.group(history.ops[pair.invoke].key.as_ref()) as usize;
+        if group == by_key.len() {
+            by_key.push(Vec::new());
+        }
+        by_key[group].push(p);
     }
-    for g in 0..count {
-        starts[g + 1] += starts[g];
-    }
-    let mut next = starts.clone();
-    let mut by_key = vec![0usize; pairs.len()];
-    for (p, &group) in group_of.iter().enumerate() {
-        by_key[next[group as usize]] = p;
-        next[group as usize] += 1;
-    }
-    drop((group_of, next));
-    let mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = groups
+    let count = by_key.len();
+    let jobs: Vec<(usize, Box<dyn KeyJob + 'h>)> = groups
         .keys
         .into_par_iter()
-        .enumerate()
-        .map(|(g, key)| -> (usize, Box<dyn KeyJob + 'h>) {
+        .zip(by_key)
+        .map(|(key, mine)| -> (usize, Box<dyn KeyJob + 'h>) {
             let mut model = new_model();
-            let mine = &by_key[starts[g]..starts[g + 1]];
             let mut ops = Vec::with_capacity(mine.len());
-            for &p in mine {
+            for p in mine {
                 match interpret(&mut model, history, &pairs[p]) {
                     Ok(Some(op)) => ops.push(op),
                     Ok(None) => {}
@@ -584,8 +573,13 @@ where
             )
         })
         .collect();
+    (count, largest_first(jobs))
+}
+
+/// The jobs, largest (most operations) first, so the workers finish together.
+fn largest_first<'h>(mut jobs: Vec<(usize, Box<dyn KeyJob + 'h>)>) -> Vec<Box<dyn KeyJob + 'h>> {
     jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-    (count, jobs.into_iter().map(|(_, job)| job).collect())
+    jobs.into_iter().map(|(_, job)| job).collect()
 }
 
 /// Reads one pair into a search operation (`None`: it cannot affect the verdict). Positions

@@ -22,10 +22,12 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
+use faultline_core::import::{file_format, Format};
 use faultline_core::jsonl::{read_jsonl_batches, READ_CHUNK_BYTES};
 use faultline_core::{HistoryError, Op, OpType, Pair, Process};
 
-use super::{interpret_events, run_jobs, CheckOptions, Job, KeyGroups, KeyJob, SearchOp};
+use super::SearchOp;
+use super::{interpret_events, largest_first, run_jobs, CheckOptions, Job, KeyGroups, KeyJob};
 use super::{LinearizabilityResult, Validity};
 use crate::models::{
     FifoQueue, Model, ModelKind, ModelOptions, MultiRegister, Mutex, Register, Set, StringKv,
@@ -35,6 +37,14 @@ use crate::models::{
 /// Files shorter than this are better read whole: streaming saves little on them, and a
 /// violation would read them twice.
 pub const STREAM_MIN_BYTES: u64 = READ_CHUNK_BYTES as u64;
+
+/// Whether a file is worth checking with [`check_jsonl_file`]: JSON Lines (`format`, or what
+/// [`Format::Auto`] detects) of at least [`STREAM_MIN_BYTES`]. The size is looked at first, so
+/// a short file is not opened.
+pub fn streams(path: &Path, format: Format) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() >= STREAM_MIN_BYTES)
+        && file_format(path, format).is_ok_and(|f| f == Format::Jsonl)
+}
 
 /// A streamed check's verdict, with the model it used (given, or inferred from the file).
 #[derive(Debug)]
@@ -275,7 +285,7 @@ where
             }
         }
         let count = self.keys.len();
-        let mut jobs: Vec<(usize, Box<dyn KeyJob>)> = self
+        let jobs: Vec<(usize, Box<dyn KeyJob>)> = self
             .groups
             .keys
             .into_par_iter()
@@ -286,8 +296,7 @@ where
                 (ops.len(), Box::new(Job::new(model, None, key, ops, false)))
             })
             .collect();
-        jobs.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-        let jobs = jobs.into_iter().map(|(_, job)| job).collect();
+        let jobs = largest_first(jobs);
         let started = Instant::now();
         let result = run_jobs(jobs, count, self.invocations, options);
         if std::env::var_os("FAULTLINE_TIMINGS").is_some() {
