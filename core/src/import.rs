@@ -311,78 +311,89 @@ enum EdnFlavor {
 /// Flat op maps take a fast path (`edn_fast`) that reads them without building EDN values;
 /// any text it does not read is read by the full [`EdnReader`], which also reports errors.
 fn read_edn_history(text: &str, file: &str, flavor: EdnFlavor) -> Result<History, HistoryError> {
-    if let Some(ops) = edn_fast::read_ops(text) {
-        // Lines are not tracked on the fast path: if an op breaks a rule, the full reader
-        // below reads the text again and reports the op with its line.
-        if let Ok(history) = assemble_edn_ops(ops.into_iter().map(|op| Ok((0, op))), file, flavor) {
-            return Ok(history);
-        }
+    let mut ops = EdnOps::new(flavor, text.len() / 48);
+    // Lines are not tracked on the fast path: if an op breaks a rule, the full reader below
+    // reads the text again and reports the op with its line.
+    if edn_fast::read_ops(text, &mut ops).is_some() {
+        return Ok(ops.finish());
     }
+    let mut ops = EdnOps::new(flavor, 0);
     let mut reader = EdnReader::new(text, file).unwrap_top_level_sequences();
     let mut position = 0u64;
-    let ops = std::iter::from_fn(|| {
-        let read = match reader.next_value() {
-            Ok(Some((line, value))) => op_from_edn(value, position)
-                .map(|op| (line, op))
-                .map_err(|why| HistoryError::parse(file, line, why)),
-            Ok(None) => return None,
-            Err(e) => Err(e),
-        };
+    while let Some((line, value)) = reader.next_value()? {
+        let parsed =
+            op_from_edn(value, position).map_err(|why| HistoryError::parse(file, line, why))?;
+        ops.push(parsed.op, parsed.has_process)
+            .map_err(|why| HistoryError::parse(file, line, why))?;
         position += 1;
-        Some(read)
-    });
-    assemble_edn_ops(ops, file, flavor)
+    }
+    Ok(ops.finish())
 }
 
-/// Builds the history from op maps read in file order, each with the line it starts on.
-fn assemble_edn_ops(
-    parsed: impl Iterator<Item = Result<(usize, ParsedOp), HistoryError>>,
-    file: &str,
+/// The ops of an EDN history as they are read, in file order, and what it takes to give the
+/// ops without `:process` their processes once the file is read.
+struct EdnOps {
     flavor: EdnFlavor,
-) -> Result<History, HistoryError> {
-    let mut ops: Vec<Op> = Vec::with_capacity(parsed.size_hint().0);
-    let mut max_client: Option<u64> = None;
-    // (position in `ops`, anonymous process number) of every op without `:process`.
-    let mut anonymous: Vec<(usize, u64)> = Vec::new();
-    let mut open_anonymous: VecDeque<u64> = VecDeque::new();
-    let mut next_anonymous = 0u64;
-    for read in parsed {
-        let (line, parsed) = read?;
-        let bad = |why: String| HistoryError::parse(file, line, why);
-        if flavor == EdnFlavor::PorcupineKv {
-            check_porcupine_kv_op(&parsed.op).map_err(bad)?;
+    ops: Vec<Op>,
+    max_client: Option<u64>,
+    /// (position in `ops`, anonymous process number) of every op without `:process`.
+    anonymous: Vec<(usize, u64)>,
+    open_anonymous: VecDeque<u64>,
+    next_anonymous: u64,
+}
+
+impl EdnOps {
+    fn new(flavor: EdnFlavor, capacity: usize) -> EdnOps {
+        EdnOps {
+            flavor,
+            ops: Vec::with_capacity(capacity),
+            max_client: None,
+            anonymous: Vec::new(),
+            open_anonymous: VecDeque::new(),
+            next_anonymous: 0,
         }
-        let mut op = parsed.op;
-        if parsed.has_process {
+    }
+
+    /// Adds the next op; the error is the reason it breaks a rule, without file and line.
+    fn push(&mut self, mut op: Op, has_process: bool) -> Result<(), String> {
+        if self.flavor == EdnFlavor::PorcupineKv {
+            check_porcupine_kv_op(&op)?;
+        }
+        if has_process {
             if let Process::Client(id) = op.process {
-                max_client = Some(max_client.map_or(id, |max| max.max(id)));
+                self.max_client = Some(self.max_client.map_or(id, |max| max.max(id)));
             }
         } else {
             let number = if op.kind == OpType::Invoke {
-                let number = next_anonymous;
-                next_anonymous += 1;
-                open_anonymous.push_back(number);
+                let number = self.next_anonymous;
+                self.next_anonymous += 1;
+                self.open_anonymous.push_back(number);
                 number
             } else {
-                open_anonymous.pop_front().ok_or_else(|| {
-                    bad(format!(
+                self.open_anonymous.pop_front().ok_or_else(|| {
+                    format!(
                         "{} completion without :process, and no invocation without :process \
                          is open for it to complete",
                         op.kind
-                    ))
+                    )
                 })?
             };
-            anonymous.push((ops.len(), number));
+            self.anonymous.push((self.ops.len(), number));
             // Placeholder until the largest real process is known.
             op.process = Process::Client(number);
         }
-        ops.push(op);
+        self.ops.push(op);
+        Ok(())
     }
-    let first_anonymous = max_client.map_or(0, |max| max.saturating_add(1));
-    for (position, number) in anonymous {
-        ops[position].process = Process::Client(first_anonymous.saturating_add(number));
+
+    /// The history, with the ops without `:process` numbered after the largest real process.
+    fn finish(mut self) -> History {
+        let first_anonymous = self.max_client.map_or(0, |max| max.saturating_add(1));
+        for (position, number) in self.anonymous {
+            self.ops[position].process = Process::Client(first_anonymous.saturating_add(number));
+        }
+        History::new(self.ops)
     }
-    Ok(History::new(ops))
 }
 
 struct ParsedOp {

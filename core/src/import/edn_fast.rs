@@ -2,44 +2,50 @@
 //! `{:process 4, :type :ok, :f :cas, :value [1 2], :time 7686455705}`, one after another or in
 //! one top-level vector or list.
 //!
-//! It reads keywords, integers, `nil`, booleans, strings without escapes, and vectors and
-//! lists of those, straight into [`ParsedOp`]s, without building [`crate::edn::Edn`] values
-//! (a `String` per keyword and a vector per map). Anything else (a float, an escape, a symbol,
-//! a set, a tag, a map as a value, a key that is not a keyword, a repeated key, an op map
-//! the slow path would reject) makes it give up with `None`, and the caller reads the text
-//! with the full reader, which is also what reports errors with their lines. So the fast path
-//! changes how fast a history is read, never what it reads as: a property test below reads
-//! the same text both ways.
+//! It reads keywords, integers, `nil`, booleans, strings (with the escapes `\"`, `\\`, `\n`,
+//! `\t`, `\r`), and vectors and lists of those, straight into [`Op`]s, without building
+//! [`crate::edn::Edn`] values (a `String` per keyword and a vector per map). Anything else (a
+//! float, another escape, a symbol, a set, a tag, a map as a value, a key that is not a
+//! keyword, a repeated key, an op map the slow path would reject) makes it give up with
+//! `None`, and the caller reads the text with the full reader, which is also what reports
+//! errors with their lines. So the fast path changes how fast a history is read, never what
+//! it reads as: a property test below reads the same text both ways.
 
 use serde_json::Value;
+use std::borrow::Cow;
 
-use super::ParsedOp;
+use super::EdnOps;
 use crate::history::{Op, OpType, Process};
 
 /// How deeply vectors may nest inside a value before the fast path gives up.
 const MAX_DEPTH: usize = 16;
 
-/// The op maps of `text`, or `None` if the text holds anything the fast path does not read.
-pub(super) fn read_ops(text: &str) -> Option<Vec<ParsedOp>> {
+/// Reads the op maps of `text` into `ops`; `None` if the text holds anything the fast path
+/// does not read, or an op that `ops` rejects.
+pub(super) fn read_ops(text: &str, ops: &mut EdnOps) -> Option<()> {
     let mut cursor = Cursor {
         bytes: text.as_bytes(),
         text,
         pos: 0,
     };
-    // About 60 bytes per op map in the corpora.
-    let mut ops = Vec::with_capacity(text.len() / 64);
+    let mut position = 0;
+    let mut op_map = |cursor: &mut Cursor<'_>| {
+        let (op, has_process) = cursor.op_map(position)?;
+        position += 1;
+        ops.push(op, has_process).ok()
+    };
     loop {
         cursor.skip_whitespace()?;
         match cursor.peek() {
-            None => return Some(ops),
-            Some(b'{') => ops.push(cursor.op_map(ops.len() as u64)?),
+            None => return Some(()),
+            Some(b'{') => op_map(&mut cursor)?,
             Some(open @ (b'[' | b'(')) => {
                 let close = if open == b'[' { b']' } else { b')' };
                 cursor.pos += 1;
                 loop {
                     cursor.skip_whitespace()?;
                     match cursor.peek()? {
-                        b'{' => ops.push(cursor.op_map(ops.len() as u64)?),
+                        b'{' => op_map(&mut cursor)?,
                         b if b == close => {
                             cursor.pos += 1;
                             break;
@@ -62,99 +68,263 @@ struct Cursor<'a> {
 /// A scalar or vector read by the fast path, before it becomes JSON.
 enum Read<'a> {
     Keyword(&'a str),
-    Str(&'a str),
+    /// Borrowed from the text unless it had escapes.
+    Str(Cow<'a, str>),
     Int(i64),
     Other(Value),
 }
 
-impl<'a> Read<'a> {
+impl Read<'_> {
     fn into_json(self) -> Value {
         match self {
-            Read::Keyword(s) | Read::Str(s) => Value::String(s.to_string()),
+            Read::Keyword(s) => Value::String(s.to_string()),
+            Read::Str(s) => Value::String(s.into_owned()),
             Read::Int(n) => Value::from(n),
             Read::Other(v) => v,
         }
     }
 
     /// A keyword's or string's name, as `:type` and `:f` take it.
-    fn name(&self) -> Option<&'a str> {
-        match *self {
-            Read::Keyword(s) | Read::Str(s) => Some(s),
+    fn name(&self) -> Option<&str> {
+        match self {
+            Read::Keyword(s) => Some(s),
+            Read::Str(s) => Some(s),
             _ => None,
         }
     }
 }
 
-fn is_token_end(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | b'\t' | b'\n' | b'\r' | b',' | b'[' | b']' | b'(' | b')' | b'{' | b'}' | b'"' | b';'
-    )
+/// Byte classes, looked up once per byte: the scanning loops below test one bit each.
+const SPACE: u8 = 1; // skipped between forms: whitespace and commas
+const TOKEN_END: u8 = 2; // ends a keyword, number or symbol
+const KEYWORD: u8 = 4; // may appear in a keyword name on the fast path
+
+static CLASSES: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        let mut class = 0;
+        if matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | b',') {
+            class |= SPACE | TOKEN_END;
+        }
+        if matches!(byte, b'[' | b']' | b'(' | b')' | b'{' | b'}' | b'"' | b';') {
+            class |= TOKEN_END;
+        }
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'?' | b'!' | b'*' | b'.' | b'+')
+        {
+            class |= KEYWORD;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
 }
 
-/// Bytes a keyword name may hold on the fast path (the full reader takes more).
-fn is_keyword_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'?' | b'!' | b'*' | b'.' | b'+')
+fn class(b: u8) -> u8 {
+    CLASSES[b as usize]
 }
+
+/// A name of up to eight bytes packed into a word, so that matching it against the names an
+/// op map uses is one comparison each; longer names pack to 0, which no such name packs to.
+/// (The constants below; [`Cursor::packed`] packs names read from the text.)
+const fn pack(name: &[u8]) -> u64 {
+    if name.is_empty() || name.len() > 8 {
+        return 0;
+    }
+    let mut word = 0u64;
+    let mut i = 0;
+    while i < name.len() {
+        word |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    word
+}
+
+const PROCESS: u64 = pack(b"process");
+const TYPE: u64 = pack(b"type");
+const F: u64 = pack(b"f");
+const VALUE: u64 = pack(b"value");
+const KEY: u64 = pack(b"key");
+const ERROR: u64 = pack(b"error");
+const TIME: u64 = pack(b"time");
+const INDEX: u64 = pack(b"index");
+const INVOKE: u64 = pack(b"invoke");
+const OK: u64 = pack(b"ok");
+const FAIL: u64 = pack(b"fail");
+const INFO: u64 = pack(b"info");
 
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    /// The name `text[start..end]` packed as [`pack`] packs it: one load where eight bytes are
+    /// left in the text.
+    #[inline]
+    fn packed(&self, start: usize, end: usize) -> u64 {
+        let len = end - start;
+        if len == 0 || len > 8 {
+            return 0;
+        }
+        match self.bytes.get(start..start + 8) {
+            Some(eight) => {
+                let word = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+                word & (u64::MAX >> (64 - 8 * len))
+            }
+            None => pack(&self.bytes[start..end]),
+        }
+    }
+
+    /// Whether the token just read ends at `pos`: at a delimiter or at the end of the text.
+    #[inline]
+    fn token_ends_at(&self, pos: usize) -> bool {
+        self.bytes
+            .get(pos)
+            .is_none_or(|&b| class(b) & TOKEN_END != 0)
+    }
+
     /// Skips whitespace, commas and `;` comments; `None` on bytes the fast path leaves to the
     /// full reader (a form feed, say).
+    #[inline]
     fn skip_whitespace(&mut self) -> Option<()> {
-        while let Some(b) = self.peek() {
-            match b {
-                b' ' | b'\t' | b'\n' | b'\r' | b',' => self.pos += 1,
-                b';' => match memchr(b'\n', &self.bytes[self.pos..]) {
-                    Some(n) => self.pos += n + 1,
-                    None => self.pos = self.bytes.len(),
-                },
-                _ if b.is_ascii() => return Some(()),
-                _ => return None,
+        let bytes = self.bytes;
+        let mut pos = self.pos;
+        while let Some(&b) = bytes.get(pos) {
+            if class(b) & SPACE != 0 {
+                pos += 1;
+            } else if b == b';' {
+                pos = memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |n| pos + n + 1);
+            } else if b.is_ascii() {
+                break;
+            } else {
+                return None;
             }
         }
+        self.pos = pos;
         Some(())
     }
 
     /// The token from here to the next delimiter.
     fn token(&mut self) -> &'a str {
         let start = self.pos;
-        while self.peek().is_some_and(|b| !is_token_end(b)) {
-            self.pos += 1;
+        let mut pos = start;
+        while self
+            .bytes
+            .get(pos)
+            .is_some_and(|&b| class(b) & TOKEN_END == 0)
+        {
+            pos += 1;
         }
-        &self.text[start..self.pos]
+        self.pos = pos;
+        &self.text[start..pos]
     }
 
+    /// A keyword's name, after its `:`: a letter, then keyword bytes up to a delimiter.
+    #[inline]
     fn keyword(&mut self) -> Option<&'a str> {
+        let (start, end) = self.keyword_span()?;
+        // Keyword bytes are ASCII, so both ends are character boundaries.
+        self.text.get(start..end)
+    }
+
+    /// Where the keyword here has its name.
+    #[inline]
+    fn keyword_span(&mut self) -> Option<(usize, usize)> {
         debug_assert_eq!(self.peek(), Some(b':'));
-        self.pos += 1;
-        let name = self.token();
-        let bytes = name.as_bytes();
-        let valid = bytes.first().is_some_and(u8::is_ascii_alphabetic)
-            && bytes.iter().all(|&b| is_keyword_byte(b));
-        valid.then_some(name)
+        let start = self.pos + 1;
+        if !self.bytes.get(start)?.is_ascii_alphabetic() {
+            return None;
+        }
+        let mut pos = start + 1;
+        while self
+            .bytes
+            .get(pos)
+            .is_some_and(|&b| class(b) & KEYWORD != 0)
+        {
+            pos += 1;
+        }
+        if !self.token_ends_at(pos) {
+            return None;
+        }
+        self.pos = pos;
+        Some((start, pos))
+    }
+
+    /// A string, with the escapes histories use (`\"`, `\\`, `\n`, `\t`, `\r`); any other
+    /// escape, and an unterminated string, are left to the full reader.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let quote_or_escape = |from: usize| {
+            self.bytes[from..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')
+                .map(|n| from + n)
+        };
+        let start = self.pos + 1;
+        let stop = quote_or_escape(start)?;
+        if self.bytes[stop] == b'"' {
+            self.pos = stop + 1;
+            return Some(Cow::Borrowed(&self.text[start..stop]));
+        }
+        let mut out = String::with_capacity(stop - start + 16);
+        let mut pos = start;
+        let mut stop = stop;
+        loop {
+            // Both ends are ASCII bytes, so character boundaries.
+            out.push_str(&self.text[pos..stop]);
+            if self.bytes[stop] == b'"' {
+                self.pos = stop + 1;
+                return Some(Cow::Owned(out));
+            }
+            out.push(match self.bytes.get(stop + 1)? {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'n' => '\n',
+                b't' => '\t',
+                b'r' => '\r',
+                _ => return None,
+            });
+            pos = stop + 2;
+            stop = quote_or_escape(pos)?;
+        }
+    }
+
+    /// A plain decimal integer: no `+`, no leading zeros, no suffix, within `i64`.
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.peek() == Some(b'-');
+        let start = self.pos + usize::from(negative);
+        let mut pos = start;
+        let mut magnitude = 0u64;
+        while let Some(&b) = self.bytes.get(pos).filter(|b| b.is_ascii_digit()) {
+            magnitude = magnitude
+                .checked_mul(10)?
+                .checked_add(u64::from(b - b'0'))?;
+            pos += 1;
+        }
+        let digits = pos - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') || !self.token_ends_at(pos) {
+            return None;
+        }
+        self.pos = pos;
+        if negative {
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
     }
 
     fn value(&mut self, depth: usize) -> Option<Read<'a>> {
         match self.peek()? {
             b':' => self.keyword().map(Read::Keyword),
-            b'"' => {
-                let start = self.pos + 1;
-                let len = memchr(b'"', &self.bytes[start..])?;
-                let body = &self.bytes[start..start + len];
-                if memchr(b'\\', body).is_some() {
-                    return None;
-                }
-                self.pos = start + len + 1;
-                Some(Read::Str(&self.text[start..start + len]))
-            }
+            b'"' => self.string().map(Read::Str),
             open @ (b'[' | b'(') if depth < MAX_DEPTH => {
                 let close = if open == b'[' { b']' } else { b')' };
                 self.pos += 1;
-                let mut items = Vec::new();
+                // Most vectors in histories are pairs, such as a cas's [old new].
+                let mut items = Vec::with_capacity(2);
                 loop {
                     self.skip_whitespace()?;
                     if self.peek()? == close {
@@ -164,17 +334,7 @@ impl<'a> Cursor<'a> {
                     items.push(self.value(depth + 1)?.into_json());
                 }
             }
-            b'-' | b'0'..=b'9' => {
-                let token = self.token();
-                let digits = token.strip_prefix('-').unwrap_or(token);
-                let plain = !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && (digits.len() == 1 || !digits.starts_with('0'));
-                if !plain {
-                    return None;
-                }
-                token.parse::<i64>().ok().map(Read::Int)
-            }
+            b'-' | b'0'..=b'9' => self.integer().map(Read::Int),
             _ => match self.token() {
                 "nil" => Some(Read::Other(Value::Null)),
                 "true" => Some(Read::Other(Value::Bool(true))),
@@ -184,8 +344,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// One op map, as [`super::op_from_edn`] reads it; `position` is its place in the history.
-    fn op_map(&mut self, position: u64) -> Option<ParsedOp> {
+    /// One op map, as [`super::op_from_edn`] reads it, and whether it names its process;
+    /// `position` is its place in the history.
+    #[inline(always)]
+    fn op_map(&mut self, position: u64) -> Option<(Op, bool)> {
         self.pos += 1; // `{`
         let mut process: Option<Read<'a>> = None;
         let mut kind: Option<Read<'a>> = None;
@@ -205,29 +367,30 @@ impl<'a> Cursor<'a> {
                 b':' => {}
                 _ => return None,
             }
-            let name = self.keyword()?;
+            let (start, end) = self.keyword_span()?;
+            let name = self.packed(start, end);
             self.skip_whitespace()?;
             let read = self.value(0)?;
             let slot = match name {
-                "process" => &mut process,
-                "type" => &mut kind,
-                "f" => &mut f,
-                "value" => &mut value,
-                "key" => &mut key,
-                "error" => &mut error,
-                "time" => &mut time,
-                "index" => &mut index,
+                PROCESS => &mut process,
+                TYPE => &mut kind,
+                F => &mut f,
+                VALUE => &mut value,
+                KEY => &mut key,
+                ERROR => &mut error,
+                TIME => &mut time,
+                INDEX => &mut index,
                 _ => continue,
             };
             if slot.replace(read).is_some() {
                 return None;
             }
         }
-        let kind = match kind?.name()? {
-            "invoke" => OpType::Invoke,
-            "ok" => OpType::Ok,
-            "fail" => OpType::Fail,
-            "info" => OpType::Info,
+        let kind = match pack(kind?.name()?.as_bytes()) {
+            INVOKE => OpType::Invoke,
+            OK => OpType::Ok,
+            FAIL => OpType::Fail,
+            INFO => OpType::Info,
             _ => return None,
         };
         let has_process = process.is_some();
@@ -252,7 +415,7 @@ impl<'a> Cursor<'a> {
             value: value.map_or(Value::Null, Read::into_json),
             error: error.map(Read::into_json),
         };
-        Some(ParsedOp { op, has_process })
+        Some((op, has_process))
     }
 }
 
@@ -264,20 +427,25 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::edn::EdnReader;
+    use crate::import::{op_from_edn, EdnFlavor};
     use proptest::prelude::*;
 
     /// What the full reader makes of `text`, or `None` if it rejects it.
     fn slow(text: &str) -> Option<Vec<Op>> {
         let mut reader = EdnReader::new(text, "t").unwrap_top_level_sequences();
-        let mut ops = Vec::new();
+        let mut ops = EdnOps::new(EdnFlavor::Jepsen, 0);
+        let mut position = 0;
         while let Some((_, value)) = reader.next_value().ok()? {
-            ops.push(super::super::op_from_edn(value, ops.len() as u64).ok()?.op);
+            let parsed = op_from_edn(value, position).ok()?;
+            ops.push(parsed.op, parsed.has_process).ok()?;
+            position += 1;
         }
-        Some(ops)
+        Some(ops.finish().ops)
     }
 
     fn fast(text: &str) -> Option<Vec<Op>> {
-        read_ops(text).map(|ops| ops.into_iter().map(|p| p.op).collect())
+        let mut ops = EdnOps::new(EdnFlavor::Jepsen, 0);
+        read_ops(text, &mut ops).map(|()| ops.finish().ops)
     }
 
     #[test]
@@ -297,13 +465,17 @@ mod tests {
         );
         assert_eq!(ops[2].index, 7);
         assert_eq!(ops[3].process, Process::Nemesis);
+        let escaped = "{:process 1, :type :info, :f :cas, :error \"lost {:r [\\\"x\\\"]}\\n\"}";
+        let ops = fast(escaped).expect("the fast path reads the usual escapes");
+        assert_eq!(Some(ops.clone()), slow(escaped));
+        assert_eq!(ops[0].error, Some(serde_json::json!("lost {:r [\"x\"]}\n")));
     }
 
     #[test]
     fn leaves_what_it_does_not_read_to_the_full_reader() {
         for text in [
             "{:process 1, :type :ok, :f :read, :value 1.5}",
-            "{:process 1, :type :ok, :f :read, :value \"a\\\"b\"}",
+            "{:process 1, :type :ok, :f :read, :value \"a\\u0041b\"}",
             "{:process 1, :type :ok, :f :read, :value #{1 2}}",
             "{:process 1, :type :ok, :f :read, :value {:x 1}}",
             "{:process 1, :type :ok, :f read, :value 1}",
@@ -359,6 +531,8 @@ mod tests {
             "\"s\"",
             "\"a b\"",
             "\"\\n\"",
+            "\"a\\\"b\\\\\"",
+            "\"\\b\"",
             "1.5",
             "sym",
             ":",
