@@ -311,7 +311,10 @@ enum EdnFlavor {
 /// Flat op maps take a fast path (`edn_fast`) that reads them without building EDN values;
 /// any text it does not read is read by the full [`EdnReader`], which also reports errors.
 fn read_edn_history(text: &str, file: &str, flavor: EdnFlavor) -> Result<History, HistoryError> {
-    let mut ops = EdnOps::new(flavor, text.len() / 48);
+    // One op per map, near enough (a brace inside a string counts too): counting them is
+    // much cheaper than growing the vector of ops.
+    let maps = memchr::memchr_iter(b'{', text.as_bytes()).count();
+    let mut ops = EdnOps::new(flavor, maps);
     // Lines are not tracked on the fast path: if an op breaks a rule, the full reader below
     // reads the text again and reports the op with its line.
     if edn_fast::read_ops(text, &mut ops).is_some() {

@@ -197,7 +197,7 @@ impl<'a> Cursor<'a> {
             if class(b) & SPACE != 0 {
                 pos += 1;
             } else if b == b';' {
-                pos = memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |n| pos + n + 1);
+                pos = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |n| pos + n + 1);
             } else if b.is_ascii() {
                 break;
             } else {
@@ -257,12 +257,8 @@ impl<'a> Cursor<'a> {
     /// A string, with the escapes histories use (`\"`, `\\`, `\n`, `\t`, `\r`); any other
     /// escape, and an unterminated string, are left to the full reader.
     fn string(&mut self) -> Option<Cow<'a, str>> {
-        let quote_or_escape = |from: usize| {
-            self.bytes[from..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\')
-                .map(|n| from + n)
-        };
+        let quote_or_escape =
+            |from: usize| memchr::memchr2(b'"', b'\\', &self.bytes[from..]).map(|n| from + n);
         let start = self.pos + 1;
         let stop = quote_or_escape(start)?;
         if self.bytes[stop] == b'"' {
@@ -316,31 +312,40 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A value: scalars here, inlined into the op map's loop (a `Read` returned from a call
+    /// is copied through memory); vectors and lists in [`Cursor::sequence`].
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<Read<'a>> {
         match self.peek()? {
             b':' => self.keyword().map(Read::Keyword),
             b'"' => self.string().map(Read::Str),
-            open @ (b'[' | b'(') if depth < MAX_DEPTH => {
-                let close = if open == b'[' { b']' } else { b')' };
-                self.pos += 1;
-                // Most vectors in histories are pairs, such as a cas's [old new].
-                let mut items = Vec::with_capacity(2);
-                loop {
-                    self.skip_whitespace()?;
-                    if self.peek()? == close {
-                        self.pos += 1;
-                        return Some(Read::Other(Value::Array(items)));
-                    }
-                    items.push(self.value(depth + 1)?.into_json());
-                }
-            }
             b'-' | b'0'..=b'9' => self.integer().map(Read::Int),
+            open @ (b'[' | b'(') if depth < MAX_DEPTH => self
+                .sequence(open, depth)
+                .map(|items| Read::Other(Value::Array(items))),
             _ => match self.token() {
                 "nil" => Some(Read::Other(Value::Null)),
                 "true" => Some(Read::Other(Value::Bool(true))),
                 "false" => Some(Read::Other(Value::Bool(false))),
                 _ => None,
             },
+        }
+    }
+
+    /// The items of the vector or list that `open` opens.
+    #[inline(never)]
+    fn sequence(&mut self, open: u8, depth: usize) -> Option<Vec<Value>> {
+        let close = if open == b'[' { b']' } else { b')' };
+        self.pos += 1;
+        // Most vectors in histories are pairs, such as a cas's [old new].
+        let mut items = Vec::with_capacity(2);
+        loop {
+            self.skip_whitespace()?;
+            if self.peek()? == close {
+                self.pos += 1;
+                return Some(items);
+            }
+            items.push(self.value(depth + 1)?.into_json());
         }
     }
 
@@ -417,10 +422,6 @@ impl<'a> Cursor<'a> {
         };
         Some((op, has_process))
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]
