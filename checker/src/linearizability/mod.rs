@@ -416,6 +416,8 @@ struct KeyGroups<'h> {
     // history held in memory lends its keys, a streamed one's are copied when first seen.
     by_text: rustc_hash::FxHashMap<Cow<'h, str>, u32>,
     by_json: rustc_hash::FxHashMap<String, u32>,
+    /// The group of the ops without a key (a single register's history).
+    no_key: Option<u32>,
     keys: Vec<Option<Value>>,
 }
 
@@ -449,7 +451,7 @@ impl<'h> KeyGroups<'h> {
                     group
                 }
             },
-            None => *self.by_json.entry(String::new()).or_insert_with(new_group),
+            None => *self.no_key.get_or_insert_with(new_group),
             Some(other) => *self
                 .by_json
                 .entry(format!("j{other}"))

@@ -213,7 +213,8 @@ impl<S: Clone> Run<S> {
         self.steps
     }
 
-    fn new(init: S, first_entry: u32) -> Run<S> {
+    /// A run from `init`; `expected_configurations` sizes the memo table.
+    fn new(init: S, first_entry: u32, expected_configurations: usize) -> Run<S> {
         Run {
             stuck: Stuck {
                 depth: 0,
@@ -226,7 +227,7 @@ impl<S: Clone> Run<S> {
             depth: 0,
             cursor: Cursor::Entry(first_entry),
             branch_from: 0,
-            cache: Memo::default(),
+            cache: Memo::with_capacity_and_hasher(expected_configurations, Default::default()),
             successors: Vec::new(),
             steps: 0,
             local_bytes: 0,
@@ -269,6 +270,9 @@ pub(crate) struct Search<M: Model> {
     lookahead: bool,
 }
 
+/// The most memo entries a run reserves up front (see [`Search::start`]).
+const MEMO_PRESIZE_LIMIT: usize = 1 << 16;
+
 /// How many list entries the read lookahead walks at most, per configuration.
 const LOOKAHEAD_ENTRIES: usize = 64;
 
@@ -310,7 +314,11 @@ impl<M: Model> Search<M> {
             ops.len() < (u32::MAX / 2) as usize,
             "too many operations in one partition"
         );
-        let mut events: Vec<(u64, u32, bool)> = Vec::with_capacity(ops.len() * 2);
+        // Invocations and completions, each sorted by position, then merged: operations come
+        // in invocation order nearly always, and most complete soon after, so both sorts are
+        // cheap, and the search is built once per cut by the window search.
+        let mut calls: Vec<(u64, u32)> = Vec::with_capacity(ops.len());
+        let mut rets: Vec<(u64, u32)> = Vec::with_capacity(ops.len());
         let mut classes: Vec<Vec<u32>> = Vec::new();
         let mut class_ids: FxHashMap<&M::Op, u32> = FxHashMap::default();
         let mut class_of = vec![u32::MAX; ops.len()];
@@ -318,8 +326,8 @@ impl<M: Model> Search<M> {
             match op.ret {
                 Some(ret) => {
                     assert!(ret > op.call, "an operation completes after it is invoked");
-                    events.push((op.call, i as u32, true));
-                    events.push((ret, i as u32, false));
+                    calls.push((op.call, i as u32));
+                    rets.push((ret, i as u32));
                 }
                 None => {
                     let class = *class_ids.entry(&op.op).or_insert_with(|| {
@@ -331,7 +339,20 @@ impl<M: Model> Search<M> {
                 }
             }
         }
-        events.sort_unstable_by_key(|&(pos, _, _)| pos);
+        // Stable sorts: they take presorted runs as they are.
+        calls.sort_by_key(|&(pos, _)| pos);
+        rets.sort_by_key(|&(pos, _)| pos);
+        let mut events: Vec<(u64, u32, bool)> = Vec::with_capacity(calls.len() * 2);
+        let (mut c, mut r) = (0, 0);
+        while c < calls.len() || r < rets.len() {
+            if r == rets.len() || (c < calls.len() && calls[c].0 < rets[r].0) {
+                events.push((calls[c].0, calls[c].1, true));
+                c += 1;
+            } else {
+                events.push((rets[r].0, rets[r].1, false));
+                r += 1;
+            }
+        }
         for members in &mut classes {
             members.sort_unstable_by_key(|&m| ops[m as usize].call);
         }
@@ -558,7 +579,11 @@ impl<M: Model> Search<M> {
 
     /// Begins a search from `init`; drive it with [`Search::resume`].
     pub fn start(&self, init: M::State) -> Run<M::State> {
-        Run::new(init, self.next[HEAD as usize])
+        // A search that succeeds enters at least one configuration per required operation;
+        // sizing the memo for them spares the table its rehashes as it grows (a window search
+        // is short, and runs once per cut).
+        let expected = self.required.min(MEMO_PRESIZE_LIMIT) + 1;
+        Run::new(init, self.next[HEAD as usize], expected)
     }
 
     /// Continues a search for at most `max_steps` steps; `None` when it has not finished.
