@@ -94,10 +94,27 @@ fn check_files(
     model: Option<ModelKind>,
     init: Value,
 ) -> (usize, HashMap<Validity, usize>) {
-    // As `faultline check` does: files in parallel, each check parallel over its keys.
-    let results: Vec<(usize, Validity)> = files
+    check_jobs(
+        files
+            .iter()
+            .map(|file| (file.clone(), model, init.clone()))
+            .collect(),
+    )
+}
+
+/// Checks each file with its model (`None`: by its format) and initial value.
+fn check_jobs(
+    mut jobs: Vec<(PathBuf, Option<ModelKind>, Value)>,
+) -> (usize, HashMap<Validity, usize>) {
+    // As `faultline check` does: files in parallel, largest first so that the longest check
+    // starts at once, and each check parallel over its keys.
+    jobs.sort_by_cached_key(|(file, _, _)| {
+        std::cmp::Reverse(std::fs::metadata(file).map_or(0, |m| m.len()))
+    });
+    let results: Vec<(usize, Validity)> = jobs
         .par_iter()
-        .map(|file| {
+        .map(|(file, model, init)| {
+            let model = *model;
             // Long JSON Lines files are checked as they are read, as `faultline check` does.
             if streams(file, Format::Auto) {
                 let options = CheckOptions::new(ModelKind::Register).with_init(init.clone());
@@ -155,11 +172,11 @@ fn run_case(case: &str) {
             Value::Null,
         ),
         "knossos" => {
-            // The multi-register and mutex files need their own models; time them together.
+            // One parallel pass over every file, each with its model, as for the other corpora.
             let started = Instant::now();
-            let cas = files_under(&corpus().join("knossos/cas-register"), "edn");
-            let (mut ops, mut verdicts) = check_files(&cas, Some(ModelKind::CasRegister), json!(0));
+            let mut jobs: Vec<(PathBuf, Option<ModelKind>, Value)> = Vec::new();
             for (dir, model, init) in [
+                ("knossos/cas-register", ModelKind::CasRegister, json!(0)),
                 (
                     "knossos/multi-register",
                     ModelKind::MultiRegister,
@@ -167,13 +184,11 @@ fn run_case(case: &str) {
                 ),
                 ("knossos/mutex", ModelKind::Mutex, Value::Null),
             ] {
-                let (n, v) =
-                    check_files(&files_under(&corpus().join(dir), "edn"), Some(model), init);
-                ops += n;
-                for (k, c) in v {
-                    *verdicts.entry(k).or_insert(0) += c;
+                for file in files_under(&corpus().join(dir), "edn") {
+                    jobs.push((file, Some(model), init.clone()));
                 }
             }
+            let (ops, verdicts) = check_jobs(jobs);
             report(case, ops, started, &verdicts);
             return;
         }
