@@ -215,17 +215,22 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     let mut codes = Vec::new();
     let stdout = std::io::stdout();
-    // Files are checked in parallel (each check is itself parallel over keys) and reported in
-    // the order given.
-    let checked: Vec<(FileOutcome, FileMeta, f64)> = args
-        .files
+    // Files are checked in parallel (each check is itself parallel over keys), the largest
+    // first so that the longest check starts at once, and reported in the order given.
+    let mut order: Vec<usize> = (0..args.files.len()).collect();
+    order.sort_by_cached_key(|&i| {
+        std::cmp::Reverse(std::fs::metadata(&args.files[i]).map_or(0, |m| m.len()))
+    });
+    let mut checked: Vec<(usize, (FileOutcome, FileMeta, f64))> = order
         .par_iter()
-        .map(|file| {
+        .map(|&i| {
             let started = Instant::now();
-            let (outcome, meta) = check_file(&args, model, file);
-            (outcome, meta, started.elapsed().as_secs_f64() * 1e3)
+            let (outcome, meta) = check_file(&args, model, &args.files[i]);
+            (i, (outcome, meta, started.elapsed().as_secs_f64() * 1e3))
         })
         .collect();
+    checked.sort_by_key(|&(i, _)| i);
+    let checked = checked.into_iter().map(|(_, checked)| checked);
     for (file, (outcome, meta, elapsed_ms)) in args.files.iter().zip(checked) {
         codes.push(outcome.exit_code());
         let mut out = stdout.lock();

@@ -81,6 +81,25 @@ fn json_output_has_the_contract_fields() {
 }
 
 #[test]
+fn files_are_reported_in_the_order_given_though_the_largest_is_checked_first() {
+    let (small, large) = (
+        example("register-valid.jsonl"),
+        example("register-stale-read.jsonl"),
+    );
+    assert!(std::fs::metadata(&small).unwrap().len() < std::fs::metadata(&large).unwrap().len());
+    let out = faultline(&["check", "--json", &small, &large, &small]);
+    assert_eq!(out.status.code(), Some(1));
+    let valid: Vec<Value> = json_lines(&out)
+        .iter()
+        .map(|l| l["valid"].clone())
+        .collect();
+    assert_eq!(
+        valid,
+        [Value::Bool(true), Value::Bool(false), Value::Bool(true)]
+    );
+}
+
+#[test]
 fn the_time_limit_turns_a_hard_search_into_unknown_exit_2() {
     // Sixteen concurrent writes of distinct values, then reads no order can explain: proving
     // it needs every subset of the writes.
