@@ -270,7 +270,7 @@ pub(crate) struct Search<M: Model> {
     lookahead: bool,
 }
 
-/// The most memo entries a run reserves up front (see [`Search::start`]).
+/// The most memo entries a run reserves up front (see [`Search::run`]).
 const MEMO_PRESIZE_LIMIT: usize = 1 << 16;
 
 /// How many list entries the read lookahead walks at most, per configuration.
@@ -565,7 +565,12 @@ impl<M: Model> Search<M> {
         budget: &Budget<'_>,
         stop_at_depth: Option<usize>,
     ) -> (Outcome<M::State>, Option<Vec<usize>>) {
-        let mut run = self.start(init);
+        // A search that succeeds enters at least one configuration per required operation;
+        // sizing the memo for them spares the table its rehashes as it grows (a window search
+        // is short, and runs once per cut). Not in `start`: a check holds the runs of all its
+        // keys at once.
+        let expected = self.required.min(MEMO_PRESIZE_LIMIT) + 1;
+        let mut run = Run::new(init, self.next[HEAD as usize], expected);
         run.stop_at_depth = stop_at_depth;
         let outcome = loop {
             if let Some(outcome) = self.resume(model, ops, &mut run, budget, u64::MAX) {
@@ -579,11 +584,7 @@ impl<M: Model> Search<M> {
 
     /// Begins a search from `init`; drive it with [`Search::resume`].
     pub fn start(&self, init: M::State) -> Run<M::State> {
-        // A search that succeeds enters at least one configuration per required operation;
-        // sizing the memo for them spares the table its rehashes as it grows (a window search
-        // is short, and runs once per cut).
-        let expected = self.required.min(MEMO_PRESIZE_LIMIT) + 1;
-        Run::new(init, self.next[HEAD as usize], expected)
+        Run::new(init, self.next[HEAD as usize], 0)
     }
 
     /// Continues a search for at most `max_steps` steps; `None` when it has not finished.
