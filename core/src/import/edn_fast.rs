@@ -387,9 +387,10 @@ impl<'a> Cursor<'a> {
                 INDEX => &mut index,
                 _ => continue,
             };
-            if slot.replace(read).is_some() {
+            if slot.is_some() {
                 return None;
             }
+            *slot = Some(read);
         }
         let kind = match pack(kind?.name()?.as_bytes()) {
             INVOKE => OpType::Invoke,
