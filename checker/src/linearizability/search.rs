@@ -681,11 +681,11 @@ impl<M: Model> Search<M> {
             run.hash ^= self.zobrist[op as usize];
             run.depth += 1;
             if run.depth > run.stuck.depth {
-                run.stuck = Stuck {
-                    depth: run.depth,
-                    states: Vec::new(),
-                    blocked: None,
-                };
+                // A new furthest point: its states start afresh, in the vector already there
+                // (this happens once per operation on the way down).
+                run.stuck.depth = run.depth;
+                run.stuck.states.clear();
+                run.stuck.blocked = None;
             }
         }
         if run.depth == run.stuck.depth
