@@ -371,20 +371,23 @@ fn run_jobs(
     let mut verdicts: Vec<KeyVerdict> = Vec::new();
     let mut slice = FIRST_SLICE_STEPS;
     while !jobs.is_empty() {
-        let finished: Vec<Option<KeyVerdict>> = jobs
-            .par_iter_mut()
-            .map(|job| job.resume(&budget, slice))
+        // A finished job is dropped where it ran: a long history's keys hold most of its
+        // memory, and freeing it on one thread afterwards would leave the other cores idle.
+        let resumed: Vec<Result<KeyVerdict, Box<dyn KeyJob + '_>>> = jobs
+            .into_par_iter()
+            .map(|mut job| job.resume(&budget, slice).ok_or(job))
             .collect();
-        let mut still_running = Vec::with_capacity(jobs.len());
-        for (job, verdict) in jobs.into_iter().zip(finished) {
-            match verdict {
-                Some(verdict) => verdicts.push(verdict),
-                None => still_running.push(job),
+        let mut still_running = Vec::with_capacity(resumed.len());
+        for outcome in resumed {
+            match outcome {
+                Ok(verdict) => verdicts.push(verdict),
+                Err(job) => still_running.push(job),
             }
         }
         jobs = still_running;
         if verdicts.iter().any(|v| matches!(v, KeyVerdict::Invalid(_))) {
             result.keys_unchecked = jobs.len();
+            jobs.into_par_iter().for_each(drop);
             break;
         }
         slice = (slice * 2).min(MAX_SLICE_STEPS);
