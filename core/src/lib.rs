@@ -31,6 +31,7 @@ pub mod history;
 pub mod import;
 pub mod jsonl;
 pub mod lock;
+mod names;
 pub mod nemesis;
 pub mod net;
 pub mod queue;

@@ -16,6 +16,9 @@ use std::borrow::Cow;
 
 use super::EdnOps;
 use crate::history::{Op, OpType, Process};
+use crate::names::{
+    pack, pack_span, ERROR, F, FAIL, INDEX, INFO, INVOKE, KEY, OK, PROCESS, TIME, TYPE, VALUE,
+};
 
 /// How deeply vectors may nest inside a value before the fast path gives up.
 const MAX_DEPTH: usize = 16;
@@ -128,55 +131,9 @@ fn class(b: u8) -> u8 {
     CLASSES[b as usize]
 }
 
-/// A name of up to eight bytes packed into a word, so that matching it against the names an
-/// op map uses is one comparison each; longer names pack to 0, which no such name packs to.
-/// (The constants below; [`Cursor::packed`] packs names read from the text.)
-const fn pack(name: &[u8]) -> u64 {
-    if name.is_empty() || name.len() > 8 {
-        return 0;
-    }
-    let mut word = 0u64;
-    let mut i = 0;
-    while i < name.len() {
-        word |= (name[i] as u64) << (8 * i);
-        i += 1;
-    }
-    word
-}
-
-const PROCESS: u64 = pack(b"process");
-const TYPE: u64 = pack(b"type");
-const F: u64 = pack(b"f");
-const VALUE: u64 = pack(b"value");
-const KEY: u64 = pack(b"key");
-const ERROR: u64 = pack(b"error");
-const TIME: u64 = pack(b"time");
-const INDEX: u64 = pack(b"index");
-const INVOKE: u64 = pack(b"invoke");
-const OK: u64 = pack(b"ok");
-const FAIL: u64 = pack(b"fail");
-const INFO: u64 = pack(b"info");
-
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
-    }
-
-    /// The name `text[start..end]` packed as [`pack`] packs it: one load where eight bytes are
-    /// left in the text.
-    #[inline]
-    fn packed(&self, start: usize, end: usize) -> u64 {
-        let len = end - start;
-        if len == 0 || len > 8 {
-            return 0;
-        }
-        match self.bytes.get(start..start + 8) {
-            Some(eight) => {
-                let word = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
-                word & (u64::MAX >> (64 - 8 * len))
-            }
-            None => pack(&self.bytes[start..end]),
-        }
     }
 
     /// Whether the token just read ends at `pos`: at a delimiter or at the end of the text.
@@ -373,7 +330,7 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
             let (start, end) = self.keyword_span()?;
-            let name = self.packed(start, end);
+            let name = pack_span(self.bytes, start, end);
             self.skip_whitespace()?;
             let read = self.value(0)?;
             let slot = match name {

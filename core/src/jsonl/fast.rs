@@ -7,10 +7,19 @@
 //! number, an unknown or repeated field, a missing required field. The caller then parses the
 //! line with serde_json, which also writes the error message for bad input, so the fast path
 //! never changes what a line means or how a bad line is reported.
+//!
+//! A line is read without a per-byte state machine where it can be: a field name is matched as
+//! a packed word ([`crate::names`]), and before reading a name at all the reader compares the
+//! next bytes with the opening of the field that faultline's writer puts next (`"time":` after
+//! `index`), so a line written in that order costs one comparison per field name. The strings
+//! it keeps are sliced from the line, which the caller has checked as UTF-8 in bulk.
 
 use serde_json::Value;
 
 use crate::history::{Op, OpType, Process, UNASSIGNED_INDEX};
+use crate::names::{
+    pack, word, ERROR, F, FAIL, INDEX, INFO, INVOKE, KEY, NEMESIS, OK, PROCESS, TIME, TYPE, VALUE,
+};
 
 /// Parses one event line, or `None` when the line is not of the simple shape.
 pub(crate) fn parse_simple(text: &str) -> Option<Op> {
@@ -25,15 +34,67 @@ pub(crate) fn parse_simple_into(text: &str, op: &mut Op) -> bool {
     parse_into(text, op).is_some()
 }
 
+/// An event's fields in the order faultline's writer puts them (serde, in `Op`'s order).
+/// A field's position here is its bit in the set of fields seen.
+const INDEX_AT: usize = 0;
+const TIME_AT: usize = 1;
+const PROCESS_AT: usize = 2;
+const TYPE_AT: usize = 3;
+const F_AT: usize = 4;
+const KEY_AT: usize = 5;
+const VALUE_AT: usize = 6;
+const ERROR_AT: usize = 7;
+
+/// The text that opens each field, `"name":`, as a masked 16-byte word, in the order above. A
+/// line written by faultline opens each field where the last one said, so the reader tries
+/// the next field's opening first: one comparison instead of reading a name.
+static OPENINGS: [Opening; 8] = [
+    opening(b"\"index\":"),
+    opening(b"\"time\":"),
+    opening(b"\"process\":"),
+    opening(b"\"type\":"),
+    opening(b"\"f\":"),
+    opening(b"\"key\":"),
+    opening(b"\"value\":"),
+    opening(b"\"error\":"),
+];
+
+struct Opening {
+    word: u128,
+    mask: u128,
+    len: usize,
+}
+
+const fn opening(text: &[u8]) -> Opening {
+    let mut word = 0u128;
+    let mut i = 0;
+    while i < text.len() {
+        word |= (text[i] as u128) << (8 * i);
+        i += 1;
+    }
+    Opening {
+        word,
+        mask: (1u128 << (8 * text.len())) - 1,
+        len: text.len(),
+    }
+}
+
+/// A field's position in [`OPENINGS`], from its name.
+fn position(name: u64) -> Option<usize> {
+    Some(match name {
+        INDEX => INDEX_AT,
+        TIME => TIME_AT,
+        PROCESS => PROCESS_AT,
+        TYPE => TYPE_AT,
+        F => F_AT,
+        KEY => KEY_AT,
+        VALUE => VALUE_AT,
+        ERROR => ERROR_AT,
+        _ => return None,
+    })
+}
+
 fn parse_into(text: &str, op: &mut Op) -> Option<()> {
-    const INDEX: u8 = 1;
-    const TIME: u8 = 2;
-    const PROCESS: u8 = 4;
-    const TYPE: u8 = 8;
-    const F: u8 = 16;
-    const KEY: u8 = 32;
-    const VALUE: u8 = 64;
-    const ERROR: u8 = 128;
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
@@ -42,62 +103,54 @@ fn parse_into(text: &str, op: &mut Op) -> Option<()> {
     p.skip_space();
     p.eat(b'{')?;
     let mut seen = 0u8;
-    // Claims a field, once.
-    let mut field = |bit: u8| -> Option<()> { (seen & bit == 0).then(|| seen |= bit) };
     p.skip_space();
     if p.peek()? != b'}' {
+        // The field faultline's writer would put next.
+        let mut next = INDEX_AT;
         loop {
             p.skip_space();
-            let name = p.string()?;
+            let at = if p.opens(next) {
+                next
+            } else {
+                let at = position(p.name()?)?;
+                p.skip_space();
+                p.eat(b':')?;
+                at
+            };
+            // Each field once.
+            if seen & (1 << at) != 0 {
+                return None;
+            }
+            seen |= 1 << at;
+            next = at + 1;
             p.skip_space();
-            p.eat(b':')?;
-            p.skip_space();
-            match name {
-                "index" => {
-                    field(INDEX)?;
-                    op.index = p.unsigned()?;
-                }
-                "time" => {
-                    field(TIME)?;
-                    op.time = p.optional_unsigned()?;
-                }
-                "process" => {
-                    field(PROCESS)?;
+            match at {
+                INDEX_AT => op.index = p.unsigned()?,
+                TIME_AT => op.time = p.optional_unsigned()?,
+                PROCESS_AT => {
                     op.process = match p.peek()? {
-                        b'"' if p.string()? == "nemesis" => Process::Nemesis,
+                        b'"' if p.name()? == NEMESIS => Process::Nemesis,
                         b'"' => return None,
                         _ => Process::Client(p.unsigned()?),
                     };
                 }
-                "type" => {
-                    field(TYPE)?;
-                    op.kind = match p.string()? {
-                        "invoke" => OpType::Invoke,
-                        "ok" => OpType::Ok,
-                        "fail" => OpType::Fail,
-                        "info" => OpType::Info,
+                TYPE_AT => {
+                    op.kind = match p.name()? {
+                        INVOKE => OpType::Invoke,
+                        OK => OpType::Ok,
+                        FAIL => OpType::Fail,
+                        INFO => OpType::Info,
                         _ => return None,
                     };
                 }
-                "f" => {
-                    field(F)?;
+                F_AT => {
                     let f = p.string()?;
                     op.f.clear();
                     op.f.push_str(f);
                 }
-                "key" => {
-                    field(KEY)?;
-                    p.optional_value_into(&mut op.key)?;
-                }
-                "value" => {
-                    field(VALUE)?;
-                    p.value_into(&mut op.value)?;
-                }
-                "error" => {
-                    field(ERROR)?;
-                    p.optional_value_into(&mut op.error)?;
-                }
-                _ => return None,
+                KEY_AT => p.optional_value_into(&mut op.key)?,
+                VALUE_AT => p.value_into(&mut op.value)?,
+                _ => p.optional_value_into(&mut op.error)?,
             }
             p.skip_space();
             match p.next()? {
@@ -110,26 +163,54 @@ fn parse_into(text: &str, op: &mut Op) -> Option<()> {
         p.at += 1;
     }
     p.skip_space();
-    if p.at != p.bytes.len() || seen & (PROCESS | TYPE | F) != PROCESS | TYPE | F {
+    let has = |at: usize| seen & (1 << at) != 0;
+    if p.at != p.bytes.len() || !(has(PROCESS_AT) && has(TYPE_AT) && has(F_AT)) {
         return None;
     }
     // Absent fields take serde's defaults.
-    if seen & INDEX == 0 {
+    if !has(INDEX_AT) {
         op.index = UNASSIGNED_INDEX;
     }
-    if seen & TIME == 0 {
+    if !has(TIME_AT) {
         op.time = None;
     }
-    if seen & KEY == 0 {
+    if !has(KEY_AT) {
         op.key = None;
     }
-    if seen & VALUE == 0 {
+    if !has(VALUE_AT) {
         op.value = Value::Null;
     }
-    if seen & ERROR == 0 {
+    if !has(ERROR_AT) {
         op.error = None;
     }
     Some(())
+}
+
+/// The bytes that end the plain run of a string: the quote, a backslash, a control byte.
+static STOPS: [bool; 256] = stops();
+
+const fn stops() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+}
+
+/// The position of the first `"` among a word's bytes, or 8 when there is none. (A byte of
+/// `word ^ """..."` is zero where the quote is; the lowest zero byte is found exactly.)
+#[inline]
+fn first_quote(word: u64) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    let x = word ^ QUOTES;
+    let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+    zeros.trailing_zeros() as usize / 8
 }
 
 struct Parser<'a> {
@@ -139,39 +220,84 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
+    #[inline]
     fn next(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.at += 1;
         Some(b)
     }
 
+    #[inline]
     fn eat(&mut self, expected: u8) -> Option<()> {
         (self.next()? == expected).then_some(())
     }
 
+    #[inline]
     fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+        // Every byte above the space is not whitespace: one comparison for the usual case.
+        while let Some(&b) = self.bytes.get(self.at) {
+            if b > b' ' || !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
             self.at += 1;
         }
+    }
+
+    /// Whether the field at `at` in [`OPENINGS`] opens here; if so, the cursor moves past
+    /// its opening. (Where fewer than 16 bytes are left, as at a line's last field, the
+    /// caller reads the name instead.)
+    #[inline(always)]
+    fn opens(&mut self, at: usize) -> bool {
+        let (Some(opening), Some(sixteen)) =
+            (OPENINGS.get(at), self.bytes.get(self.at..self.at + 16))
+        else {
+            return false;
+        };
+        let word = u128::from_le_bytes(sixteen.try_into().expect("sixteen bytes"));
+        let opens = word & opening.mask == opening.word;
+        if opens {
+            self.at += opening.len;
+        }
+        opens
     }
 
     /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        loop {
-            match self.next()? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => {}
+        let len = self
+            .bytes
+            .get(start..)?
+            .iter()
+            .position(|&b| STOPS[usize::from(b)])?;
+        self.at += len + 1;
+        // Both ends are at an ASCII quote, so they are character boundaries.
+        (self.bytes[start + len] == b'"').then(|| self.text.get(start..start + len))?
+    }
+
+    /// A string that only matters if it is one of the names in [`crate::names`], packed as
+    /// [`pack`] packs it. Where eight bytes follow the opening quote and hold the closing
+    /// one, the name is read with one load and no scan. A name with an escape or a control
+    /// byte packs to a word no name packs to, so it matches nothing, as it should not.
+    #[inline(always)]
+    fn name(&mut self) -> Option<u64> {
+        self.eat(b'"')?;
+        if let Some(eight) = self.bytes.get(self.at..self.at + 8) {
+            let word = word(eight);
+            let len = first_quote(word);
+            if len < 8 {
+                self.at += len + 1;
+                // An empty name is 0, as `pack` has it.
+                return Some(word & ((1u64 << (8 * len)) - 1));
             }
         }
-        // Both ends are at an ASCII quote, so they are character boundaries.
-        self.text.get(start..self.at - 1)
+        self.at -= 1;
+        Some(pack(self.string()?.as_bytes()))
     }
 
     /// A non-negative integer that fits in a u64 (no sign, fraction or exponent).
@@ -268,6 +394,43 @@ mod tests {
             r#"{"process":0,"type":"invoke","f":"write","key":null,"value":18446744073709551615}"#;
         assert_eq!(parse_simple(line), serde(line));
         assert!(parse_simple(line).is_some());
+    }
+
+    #[test]
+    fn reads_names_and_strings_wherever_the_line_ends() {
+        // Names and values near the end of a line, where fewer than eight bytes are left.
+        for line in [
+            r#"{"type":"ok","f":"w","process":"nemesis"}"#,
+            r#"{"f":"w","type":"info","process":12}"#,
+            r#"{"process":1,"f":"w","type":"fail"}"#,
+            r#"{"process":1,"f":"","type":"invoke","key":""}"#,
+            r#"{"process":1,"f":"été","type":"ok","key":"😀"}"#,
+        ] {
+            let fast = parse_simple(line);
+            assert!(fast.is_some(), "{line}");
+            assert_eq!(fast, serde(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn reads_fields_in_any_order_and_spacing() {
+        for line in [
+            r#"{"value":"v","key":"k","f":"w","type":"ok","process":3,"time":9,"index":4}"#,
+            r#"{ "index" : 4 , "time":9,"process" :3,"type": "ok","f":"w","key":"k","value":"v" }"#,
+            r#"{"index":4,"process":3,"time":9,"type":"ok","f":"w","value":"v","key":"k"}"#,
+            r#"{"index":4,"time":9,"process":3,"type":"ok","f":"w","value":"v","error":"e"}"#,
+        ] {
+            let fast = parse_simple(line);
+            assert!(fast.is_some(), "{line}");
+            assert_eq!(fast, serde(line), "{line}");
+        }
+        // A field again, whether where the writer puts it or not, is left to serde.
+        for line in [
+            r#"{"index":4,"index":4,"process":3,"type":"ok","f":"w"}"#,
+            r#"{"index":4,"time":9,"process":3,"type":"ok","f":"w","time":9}"#,
+        ] {
+            assert_eq!(parse_simple(line), None, "{line}");
+        }
     }
 
     #[test]
