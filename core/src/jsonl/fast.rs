@@ -305,12 +305,18 @@ impl<'a> Parser<'a> {
         let start = self.at;
         let mut n: u64 = 0;
         while let Some(b @ b'0'..=b'9') = self.peek() {
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
             self.at += 1;
         }
         let digits = self.at - start;
         if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
             return None;
+        }
+        // Nineteen digits cannot overflow; more are read again, checked.
+        if digits > 19 {
+            n = self.bytes[start..self.at].iter().try_fold(0u64, |n, &b| {
+                n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+            })?;
         }
         match self.peek() {
             Some(b'.' | b'e' | b'E') => None,
@@ -442,6 +448,7 @@ mod tests {
             r#"{"process":0,"type":"invoke","f":"w","value":01}"#,
             r#"{"process":0,"type":"invoke","f":"w","value":"a\"b"}"#,
             r#"{"process":0,"type":"invoke","f":"w","value":18446744073709551616}"#,
+            r#"{"process":0,"type":"invoke","f":"w","value":1000000000000000000000000}"#,
             r#"{"process":0,"type":"invoke","f":"w","f":"r"}"#,
             r#"{"process":0,"type":"done","f":"w"}"#,
             r#"{"process":0,"type":"ok","f":"w","extra":1}"#,
