@@ -1,8 +1,9 @@
 //! Interning JSON values as small integers, so model states hash and compare in one word.
 
-use rustc_hash::FxHashMap;
+use hashbrown::hash_table::{Entry as Slot, HashTable};
+use rustc_hash::{FxHashMap, FxHasher};
 use serde_json::Value;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
 
 /// A key that identifies a JSON value exactly: integers, strings and booleans directly, anything
 /// else by its canonical JSON text (serde_json keeps object keys sorted).
@@ -32,27 +33,40 @@ impl ValueKey {
     }
 }
 
-/// An interned value: strings are kept once, shared by the lookup table and the id table
-/// (histories hold millions of distinct strings; one allocation each is the budget).
+/// An interned value. A string's text is kept once, in the interner's arena, with its hash.
 #[derive(Debug, Clone)]
 enum Entry {
-    Str(Arc<str>),
+    Str { start: usize, end: usize, hash: u64 },
     Other(Value),
 }
 
 /// Maps JSON values to dense ids; id 0 is always `null`.
+///
+/// Strings (string-kv interns a million of them) are kept apart from other values, so that
+/// interning one allocates nothing but its room in the arena, and looking one up hashes it once:
+/// the table holds ids only, and the hash of each string is kept with it, so growing the table
+/// reads no text.
 #[derive(Debug, Clone)]
 pub struct Interner {
-    /// Strings apart, so that looking one up by `&str` allocates nothing.
-    strings: FxHashMap<Arc<str>, u32>,
+    /// Every string's text, one after another.
+    arena: String,
+    /// The ids of the strings, found by text.
+    strings: HashTable<u32>,
     ids: FxHashMap<ValueKey, u32>,
     values: Vec<Entry>,
+}
+
+fn hash_text(text: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Default for Interner {
     fn default() -> Self {
         let mut interner = Interner {
-            strings: FxHashMap::default(),
+            arena: String::new(),
+            strings: HashTable::new(),
             ids: FxHashMap::default(),
             values: Vec::new(),
         };
@@ -73,28 +87,78 @@ impl Interner {
         if let Some(&id) = self.ids.get(&key) {
             return id;
         }
-        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        let id = self.next_id();
         self.values.push(Entry::Other(value.clone()));
         self.ids.insert(key, id);
         id
     }
 
+    fn next_id(&self) -> u32 {
+        u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values")
+    }
+
     /// Interns a string without building a JSON value first (the hot path of string-kv).
     pub fn intern_str(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
+        let start = self.arena.len();
+        self.arena.push_str(text);
+        self.intern_arena_tail(start)
+    }
+
+    /// Interns the text of `head` followed by the text of `tail` (both strings), without
+    /// building it anywhere but at the end of the arena, where it stays only if it is new.
+    pub fn intern_concat(&mut self, head: u32, tail: u32) -> u32 {
+        let start = self.arena.len();
+        for id in [head, tail] {
+            if let Entry::Str { start, end, .. } = self.values[id as usize] {
+                self.arena.extend_from_within(start..end);
+            }
         }
-        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
-        let shared: Arc<str> = Arc::from(text);
-        self.values.push(Entry::Str(shared.clone()));
-        self.strings.insert(shared, id);
-        id
+        self.intern_arena_tail(start)
+    }
+
+    /// Interns the text the arena holds from `start` to its end: it keeps it as a new string,
+    /// or drops it again for the id of the same text interned before.
+    fn intern_arena_tail(&mut self, start: usize) -> u32 {
+        let Interner {
+            arena,
+            strings,
+            values,
+            ..
+        } = self;
+        let end = arena.len();
+        let text = &arena[start..end];
+        let hash = hash_text(text);
+        let same = |&id: &u32| match values[id as usize] {
+            Entry::Str {
+                start: s,
+                end: e,
+                hash: h,
+            } => h == hash && arena[s..e] == *text,
+            Entry::Other(_) => false,
+        };
+        let rehash = |&id: &u32| match values[id as usize] {
+            Entry::Str { hash, .. } => hash,
+            Entry::Other(_) => 0,
+        };
+        match strings.entry(hash, same, rehash) {
+            Slot::Occupied(found) => {
+                let id = *found.get();
+                arena.truncate(start);
+                id
+            }
+            Slot::Vacant(free) => {
+                let id = u32::try_from(values.len()).expect("fewer than 2^32 distinct values");
+                free.insert(id);
+                values.push(Entry::Str { start, end, hash });
+                id
+            }
+        }
     }
 
     /// The value behind an id.
     pub fn value(&self, id: u32) -> Value {
         match &self.values[id as usize] {
-            Entry::Str(text) => Value::String(text.to_string()),
+            Entry::Str { start, end, .. } => Value::String(self.arena[*start..*end].to_string()),
             Entry::Other(value) => value.clone(),
         }
     }
@@ -102,7 +166,7 @@ impl Interner {
     /// The text behind an id, when the value is a string.
     pub fn text(&self, id: u32) -> Option<&str> {
         match &self.values[id as usize] {
-            Entry::Str(text) => Some(text),
+            Entry::Str { start, end, .. } => Some(&self.arena[*start..*end]),
             Entry::Other(_) => None,
         }
     }
@@ -142,5 +206,41 @@ mod tests {
         assert_eq!(i.value(one), json!(1));
         let x = i.intern(&json!("x"));
         assert_eq!(i.text(x), Some("x"));
+    }
+
+    #[test]
+    fn strings_keep_their_ids_as_the_table_grows() {
+        let mut i = Interner::default();
+        let texts: Vec<String> = (0..20_000).map(|n| format!("x {n} y")).collect();
+        let ids: Vec<u32> = texts.iter().map(|t| i.intern_str(t)).collect();
+        for (text, &id) in texts.iter().zip(&ids).rev() {
+            assert_eq!(i.intern_str(text), id);
+            assert_eq!(i.text(id), Some(text.as_str()));
+        }
+        assert_eq!(i.len(), 20_001, "null and each distinct text once");
+        assert_eq!(i.intern_str(""), i.intern(&json!("")));
+        assert_ne!(i.intern_str(""), Interner::NULL);
+    }
+
+    #[test]
+    fn a_concatenation_is_interned_once_and_leaves_no_text_behind_when_known() {
+        let mut i = Interner::default();
+        let [ab, c, abc] = ["ab", "c", "abc"].map(|t| i.intern_str(t));
+        let arena = i.arena.len();
+        assert_eq!(i.intern_concat(ab, c), abc);
+        assert_eq!(i.arena.len(), arena, "a known text is not kept twice");
+        let cab = i.intern_concat(c, ab);
+        assert_eq!(i.text(cab), Some("cab"));
+        assert_eq!(i.intern_str("cab"), cab);
+        assert_eq!(
+            i.intern_concat(cab, Interner::NULL),
+            cab,
+            "null adds no text"
+        );
+        // The other values keep their own ids among the strings.
+        let one = i.intern(&json!(1));
+        assert_eq!(i.value(one), json!(1));
+        assert_eq!(i.text(one), None);
+        assert_eq!(i.value(cab), json!("cab"));
     }
 }

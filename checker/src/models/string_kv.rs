@@ -69,16 +69,7 @@ impl Model for StringKv {
             KvOp::Append(suffix) => {
                 let cached = self.appended.borrow().get(&(*state, suffix)).copied();
                 let next = cached.unwrap_or_else(|| {
-                    let mut texts = self.texts.borrow_mut();
-                    let (head, tail) = (
-                        texts.text(*state).unwrap_or(""),
-                        texts.text(suffix).unwrap_or(""),
-                    );
-                    // Not `format!`: on the 1M-op kv its machinery cost more than the copy.
-                    let mut joined = String::with_capacity(head.len() + tail.len());
-                    joined.push_str(head);
-                    joined.push_str(tail);
-                    let id = texts.intern_str(&joined);
+                    let id = self.texts.borrow_mut().intern_concat(*state, suffix);
                     self.appended.borrow_mut().insert((*state, suffix), id);
                     id
                 });
