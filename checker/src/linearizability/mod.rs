@@ -632,12 +632,13 @@ where
     M::Op: Send,
 {
     fn new(
-        model: M,
+        mut model: M,
         history: Option<&'h History>,
         key: Option<Value>,
-        ops: Vec<SearchOp<M::Op>>,
+        mut ops: Vec<SearchOp<M::Op>>,
         explain: bool,
     ) -> Self {
+        model.settle(ops.iter_mut().map(|op| &mut op.op));
         let search = Search::new(&ops);
         let run = Some(search.start(model.init()));
         Job {

@@ -67,7 +67,8 @@ impl Default for ModelOptions {
 /// # Correctness
 /// `step` must be a function of its arguments: the search memoizes on `(linearized set, state)`,
 /// so two calls with equal inputs must push equal successors. `interpret` may intern values
-/// (hence `&mut self`), but must map equal events to equal operations.
+/// (hence `&mut self`), but must map equal events to equal operations once they are settled
+/// (see [`Model::settle`]).
 pub trait Model {
     type State: Clone + Eq + Hash + Debug;
     type Op: Clone + Eq + Hash + Debug;
@@ -83,6 +84,16 @@ pub trait Model {
         invoke: &Op,
         completion: Option<&Op>,
     ) -> Result<Interpreted<Self::Op>, String>;
+
+    /// Called once with all of a key's operations, after `interpret` and before anything
+    /// steps them. A model may read operations provisionally in `interpret` and settle them
+    /// here: string-kv interns its texts here, one key at a time, rather than as the events
+    /// of all the keys arrive.
+    fn settle<'a>(&mut self, _ops: impl Iterator<Item = &'a mut Self::Op>)
+    where
+        Self::Op: 'a,
+    {
+    }
 
     /// The state as JSON, for explanations.
     fn state_json(&self, state: &Self::State) -> Value;
