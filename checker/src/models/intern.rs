@@ -97,6 +97,19 @@ impl Interner {
         u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values")
     }
 
+    /// Makes room for `strings` more strings of `bytes` bytes in all, so that interning them
+    /// neither grows the table nor moves the arena.
+    pub fn reserve_strings(&mut self, strings: usize, bytes: usize) {
+        let values = &self.values;
+        self.strings
+            .reserve(strings, |&id| match values[id as usize] {
+                Entry::Str { hash, .. } => hash,
+                Entry::Other(_) => 0,
+            });
+        self.values.reserve(strings);
+        self.arena.reserve(bytes);
+    }
+
     /// Interns a string without building a JSON value first (the hot path of string-kv).
     pub fn intern_str(&mut self, text: &str) -> u32 {
         let start = self.arena.len();

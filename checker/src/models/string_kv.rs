@@ -132,6 +132,8 @@ impl Model for StringKv {
     }
 
     fn settle<'a>(&mut self, ops: impl Iterator<Item = &'a mut KvOp>) {
+        let (texts, bytes) = (self.pending_ends.len(), self.pending.len());
+        self.texts.get_mut().reserve_strings(texts, bytes);
         for op in ops {
             let (KvOp::Get(id) | KvOp::Put(id) | KvOp::Append(id)) = op;
             *id = self.settled(*id);
