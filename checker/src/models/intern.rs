@@ -56,6 +56,14 @@ pub struct Interner {
     values: Vec<Entry>,
 }
 
+/// The hash kept with the string `id` (the table holds string ids only).
+fn kept_hash(values: &[Entry], id: u32) -> u64 {
+    match values[id as usize] {
+        Entry::Str { hash, .. } => hash,
+        Entry::Other(_) => 0,
+    }
+}
+
 fn hash_text(text: &str) -> u64 {
     let mut hasher = FxHasher::default();
     text.hash(&mut hasher);
@@ -101,11 +109,7 @@ impl Interner {
     /// neither grows the table nor moves the arena.
     pub fn reserve_strings(&mut self, strings: usize, bytes: usize) {
         let values = &self.values;
-        self.strings
-            .reserve(strings, |&id| match values[id as usize] {
-                Entry::Str { hash, .. } => hash,
-                Entry::Other(_) => 0,
-            });
+        self.strings.reserve(strings, |&id| kept_hash(values, id));
         self.values.reserve(strings);
         self.arena.reserve(bytes);
     }
@@ -132,6 +136,7 @@ impl Interner {
     /// Interns the text the arena holds from `start` to its end: it keeps it as a new string,
     /// or drops it again for the id of the same text interned before.
     fn intern_arena_tail(&mut self, start: usize) -> u32 {
+        let id = self.next_id();
         let Interner {
             arena,
             strings,
@@ -149,18 +154,13 @@ impl Interner {
             } => h == hash && arena[s..e] == *text,
             Entry::Other(_) => false,
         };
-        let rehash = |&id: &u32| match values[id as usize] {
-            Entry::Str { hash, .. } => hash,
-            Entry::Other(_) => 0,
-        };
-        match strings.entry(hash, same, rehash) {
+        match strings.entry(hash, same, |&id| kept_hash(values, id)) {
             Slot::Occupied(found) => {
                 let id = *found.get();
                 arena.truncate(start);
                 id
             }
             Slot::Vacant(free) => {
-                let id = u32::try_from(values.len()).expect("fewer than 2^32 distinct values");
                 free.insert(id);
                 values.push(Entry::Str { start, end, hash });
                 id
