@@ -1135,6 +1135,8 @@ pub enum ClientMode {
     Lock(LockSpec),
     /// Total order broadcast (see [`crate::raftkv_log`]).
     Broadcast,
+    /// The set workload: adds and reads of a list per key (see [`crate::raftkv_log`]).
+    Set,
     /// Work queues (see [`crate::raftkv_log`]).
     Queue,
     /// The election workload, its nodes as the candidates (see [`crate::raftkv_election`]).
@@ -1245,6 +1247,7 @@ impl RaftkvClient {
                 completion
             }
             (ClientMode::Broadcast, _) => self.broadcast(op).await,
+            (ClientMode::Set, _) => self.set(op).await,
             (ClientMode::Queue, _) => {
                 let me = self.me.clone();
                 self.queue(op, &me).await
@@ -1472,6 +1475,7 @@ pub fn target(test: &Test) -> Result<Target, TargetError> {
         "register" => ClientMode::Register,
         "list-append" | "rw-register" => ClientMode::Txn,
         "broadcast" | "log" => ClientMode::Broadcast,
+        "set" => ClientMode::Set,
         "queue" => ClientMode::Queue,
         "lock" | "fenced-lock" => {
             ClientMode::Lock(

@@ -1,8 +1,12 @@
-//! raftkv's total order broadcast and work queue clients, each operation one `POST /txn`.
+//! raftkv's total order broadcast, set and work queue clients, each operation one `POST /txn`.
 //!
 //! Broadcast ([`faultline_core::broadcast`]): the log is one list key, `log:<name>`; an
 //! `append` is `[["append", key, id]]` (the Raft log orders the appends), a `read` is
 //! `[["r", key, null]]`, linearizable through ReadIndex.
+//!
+//! Set (the `set` workload): each set is one list key, `set:<key>`, built the same way: an
+//! `add` appends its element, a `read` returns the list (never written = empty). Every element
+//! is added once, so the list is the set.
 //!
 //! Queue ([`faultline_core::queue`]): the jobs are one list key `queue:<name>:jobs` (an
 //! `enqueue` appends), and the queue's head is a counter `queue:<name>:head`: a claim reads
@@ -37,20 +41,42 @@ impl RaftkvClient {
                 if let Err(why) = broadcast::message_id(&op.value) {
                     return Completion::fail(format!("bad-request: {why}"));
                 }
-                match self.post_txn(&[json!(["append", key, op.value])]).await {
-                    Ok(_) => Completion::Ok(op.value.clone()),
-                    Err(completion) => completion,
-                }
+                self.append(key, &op.value).await
             }
-            broadcast::READ => match self.post_txn(&[json!(["r", key, null])]).await {
-                Ok(results) => match &results[0][2] {
-                    Value::Null => Completion::Ok(json!([])),
-                    Value::Array(ids) => Completion::Ok(Value::Array(ids.clone())),
-                    other => Completion::fail(format!("unreadable-log: {other}")),
-                },
-                Err(completion) => completion,
-            },
+            broadcast::READ => self.read_list(key, "unreadable-log").await,
             other => Completion::fail(format!("unsupported: {other}")),
+        }
+    }
+
+    /// One operation of the set workload: `add` an element, or `read` the whole set.
+    pub(crate) async fn set(&mut self, op: &Invocation) -> Completion {
+        let key = format!("set:{}", broadcast::log_name(op.key.as_ref()));
+        match op.f.as_str() {
+            "add" if op.value.is_null() => Completion::fail("bad-request: add takes an element"),
+            "add" => self.append(key, &op.value).await,
+            "read" => self.read_list(key, "unreadable-set").await,
+            other => Completion::fail(format!("unsupported: {other}")),
+        }
+    }
+
+    /// Appends `value` to the list at `key`; `ok` with the value once it committed.
+    async fn append(&mut self, key: String, value: &Value) -> Completion {
+        match self.post_txn(&[json!(["append", key, value])]).await {
+            Ok(_) => Completion::Ok(value.clone()),
+            Err(completion) => completion,
+        }
+    }
+
+    /// The list at `key` (a key never written is empty); `unreadable` names a reply that
+    /// holds something else.
+    async fn read_list(&mut self, key: String, unreadable: &str) -> Completion {
+        match self.post_txn(&[json!(["r", key, null])]).await {
+            Ok(results) => match &results[0][2] {
+                Value::Null => Completion::Ok(json!([])),
+                Value::Array(items) => Completion::Ok(Value::Array(items.clone())),
+                other => Completion::fail(format!("{unreadable}: {other}")),
+            },
+            Err(completion) => completion,
         }
     }
 
