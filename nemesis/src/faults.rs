@@ -597,13 +597,16 @@ impl Faults {
         };
         let others: Vec<String> = order.into_iter().filter(|n| *n != a).collect();
         let b = others[0].clone();
-        let stage = |stage: &str, links: &[(&String, &String)], delays: &[(&String, &String)]| {
+        let stage = |stage: &str,
+                     links: &[(&String, &String)],
+                     delays: &[(&String, &String)],
+                     delay: u64| {
             let mut delays_ms = LinkDelays::new();
             for (from, to) in delays {
                 delays_ms
                     .entry(from.to_string())
                     .or_default()
-                    .insert(to.to_string(), ms::DELAY);
+                    .insert(to.to_string(), delay);
             }
             Action::StartPartition(Partition {
                 topology: Topology::Figure8 {
@@ -646,9 +649,32 @@ impl Faults {
             }
         };
         self.set_current(Some(format!("figure-8: leader {a}, its partner {b}")));
+        // Every follower at the leader's last entry, if that comes soon: then the entries A
+        // appends from now on came from its own clients and B's, the ones still connected to
+        // it when it answers (a write forwarded by C, D or E would be answered on a link that
+        // the next step cuts).
+        let caught_up_by = Instant::now() + Duration::from_millis(ms::CATCH_UP);
+        while Instant::now() < caught_up_by && !stop.is_stopped() {
+            let mut lasts = BTreeSet::new();
+            for node in &self.nodes {
+                let status = probe.log_status(test, node).await?;
+                lasts.insert(status.map(|s| s.last_index));
+            }
+            if lasts.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(ms::POLL)).await;
+        }
         // 1-2. A and B alone, then A paused with its writes pending.
-        self.apply_recorded(test, recorder, &stage("pair", &[(&a, &b)], &[]))
+        self.apply_recorded(test, recorder, &stage("pair", &[(&a, &b)], &[], 0))
             .await?;
+        let Some(paired_at) = probe
+            .log_status(test, self.node("figure-8", &a)?)
+            .await?
+            .map(|s| s.last_index)
+        else {
+            return Ok(Err(format!("{a} did not answer")));
+        };
         tokio::time::sleep(Duration::from_millis(ms::PAIR)).await;
         self.apply_recorded(test, recorder, &Action::Pause(role(&a)))
             .await?;
@@ -671,6 +697,22 @@ impl Faults {
         rest.sort_by_key(|(_, s)| (s.last_term, s.last_index));
         let (e, e_before) = rest.pop().expect("three others");
         let (c, d) = (rest[1].0.clone(), rest[0].0.clone());
+        // The first entry E's log will not share with A's: E's no-op goes there. A's entry
+        // there must be one A appended after the pair, so that its client hears the answer.
+        let conflict_at = e_before.last_index + 1;
+        if e_before.last_index < paired_at {
+            return Ok(Err(format!(
+                "{e}'s log ends at {}, before the {paired_at} entries {a} held when it was cut \
+                 off from it",
+                e_before.last_index
+            )));
+        }
+        if b_log.last_index < conflict_at {
+            return Ok(Err(format!(
+                "{a} took no write while only {b} heard it (its log ends at {})",
+                b_log.last_index
+            )));
+        }
         tracing::info!(
             %a, %b, %c, %d, %e,
             a_last = b_log.last_index,
@@ -681,7 +723,12 @@ impl Faults {
         self.apply_recorded(
             test,
             recorder,
-            &stage("elect", &[(&e, &c), (&e, &d)], &[(&e, &c), (&e, &d)]),
+            &stage(
+                "elect",
+                &[(&e, &c), (&e, &d)],
+                &[(&e, &c), (&e, &d)],
+                ms::DELAY,
+            ),
         )
         .await?;
         let term_a = b_log.term;
@@ -699,41 +746,59 @@ impl Faults {
         self.apply_recorded(
             test,
             recorder,
-            &stage("reelect", &[(&a, &b), (&a, &c)], &[(&a, &c)]),
+            &stage(
+                "reelect",
+                &[(&a, &b), (&a, &c)],
+                &[(&a, &c)],
+                ms::SHIP_DELAY,
+            ),
         )
         .await?;
         self.apply_recorded(test, recorder, &Action::Pause(role(&e)))
             .await?;
-        let diverges_at = e_led.last_index;
         // 4. A again, shipping one entry per message to C.
         self.set_current(Some(format!("figure-8: {a} campaigns again")));
         self.apply_recorded(test, recorder, &resume(&a)).await?;
         let term_e = e_led.term;
-        let a_won = match awaited(
+        if let Err(why) = awaited(
             a.clone(),
             "win again",
             Box::new(move |s| s.leader && s.term > term_e),
         )
         .await?
         {
-            Ok(status) => status,
-            Err(why) => return Ok(Err(why)),
-        };
-        // Every entry of A's old term, up to the no-op it just appended (the more writes
-        // there, the more a wrong commit loses, and the likelier a read shows it), and at
-        // least the first past E's log.
-        let old_entries_end = diverges_at.max(a_won.last_index.saturating_sub(1));
+            return Ok(Err(why));
+        }
+        // C gets A's old entries up to the first that conflicts with E's log, and no
+        // further. A message carries the commit index its sender knew before the
+        // acknowledgement of its own entry, so C then knows nothing committed past the
+        // entries E also has, and E can overwrite it. A leader that wrongly commits that
+        // entry acknowledges one write, and the cut below stops the news from reaching C.
+        // Shipping more would lose more writes but leave C holding committed entries it must
+        // not drop: with A and B, three nodes E can never repair, and no majority to read
+        // the loss from.
         if let Err(why) = awaited(
             c.clone(),
-            "receive the leader's old entries",
-            Box::new(move |s| s.last_index >= old_entries_end),
+            "receive the leader's first old entry past the new leader's log",
+            Box::new(move |s| s.last_index >= conflict_at),
         )
         .await?
         {
             return Ok(Err(why));
         }
-        tokio::time::sleep(Duration::from_millis(ms::ACK)).await;
-        self.apply_recorded(test, recorder, &stage("cut", &[(&a, &b)], &[]))
+        // C's acknowledgement is on its way back to A (an undelayed link); a leader that
+        // commits the entry on it does so now. A's next message to C, with the new commit
+        // index, is held `SHIP_DELAY` in the link: cut it off before it is delivered.
+        let ack_by = Instant::now() + Duration::from_millis(ms::ACK);
+        let a_node = self.node("figure-8", &a)?.clone();
+        while Instant::now() < ack_by && !stop.is_stopped() {
+            let status = probe.log_status(test, &a_node).await?;
+            if status.is_some_and(|s| s.commit >= conflict_at) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(ms::POLL / 2)).await;
+        }
+        self.apply_recorded(test, recorder, &stage("cut", &[(&a, &b)], &[], 0))
             .await?;
         tokio::time::sleep(Duration::from_millis(ms::SETTLE)).await;
         // 5. E again, over C and D.
@@ -741,7 +806,7 @@ impl Faults {
         self.apply_recorded(
             test,
             recorder,
-            &stage("overwrite", &[(&e, &c), (&e, &d)], &[]),
+            &stage("overwrite", &[(&e, &c), (&e, &d)], &[], 0),
         )
         .await?;
         self.apply_recorded(test, recorder, &resume(&e)).await?;

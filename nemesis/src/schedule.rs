@@ -207,22 +207,30 @@ pub enum Election {
     /// Raft's Figure 8 on five nodes, built step by step (timings in [`figure_8_ms`]). The
     /// leader A (resolved at run time; `order` gives the others, B first) and:
     ///
-    /// 1. `pair`: only A and B talk: A appends the writes it takes now on A and B alone;
+    /// 1. `pair` (once every log ends at the same entry, or after [`figure_8_ms::CATCH_UP`]):
+    ///    only A and B talk: A appends the writes it takes now on A and B alone, and only its
+    ///    own clients and B's can hear its answers;
     /// 2. A is paused (still leader, its clients' writes pending);
     /// 3. `elect`: E (of the other three, the one with the longest log) reaches C and D, its
-    ///    own messages delayed [`figure_8_ms::DELAY`]: E is elected; the moment it leads,
+    ///    own messages delayed [`figure_8_ms::DELAY`] (the fault ends here unless E's log
+    ///    holds every entry A had before step 1, and B holds one more): E is elected; the
+    ///    moment it leads,
     ///    `reelect` cuts it off (its first AppendEntries, with the no-op of its term that
     ///    conflicts with A's writes, still in the delay) and E is paused;
     /// 4. `reelect`: A resumed reaches B, and C through a delayed link: A is elected again
     ///    and sends C what it lacks one entry per message (the server's flag); the moment C
-    ///    holds every entry before A's new no-op, `cut` leaves only A and B talking. A
-    ///    majority (A, B, C) now stores A's writes of its old term, but not its new no-op;
+    ///    holds A's first old-term write past E's log (and A, if it is going to, has
+    ///    committed it), `cut` leaves only A and B talking. A majority (A, B, C) now stores
+    ///    that write, but not A's new no-op, and C knows nothing committed past E's log;
     /// 5. `overwrite`: E resumed reaches C and D, whose logs end in an older term than E's:
     ///    E is elected and overwrites C from its no-op on; the heal then overwrites A and B.
     ///
     /// A correct leader never commits an entry of an earlier term by counting replicas
-    /// (§5.4.2), so A's writes stay pending and end `info`. One that does (raftkv's
-    /// `old-term-commit`) acknowledges them in step 4 and loses them in step 5.
+    /// (§5.4.2), so A's writes stay pending and end `info`, and A and B take E's log at the
+    /// heal. One that does (raftkv's `old-term-commit`) acknowledges the write in step 4 and
+    /// loses it in step 5; A and B then hold a committed entry E's log does not, which
+    /// they never drop, but E, C and D are a majority that goes on serving and shows the
+    /// loss to any later read.
     Figure8 { order: Vec<String>, pick: u64 },
 }
 
@@ -235,16 +243,25 @@ pub mod figure_8_ms {
     pub const CONVERGE: u64 = 10_000;
     /// How far apart (in entries) the nodes' last indexes may be when the fault starts.
     pub const CONVERGED: u64 = 50;
+    /// Then, the longest wait for every log to end at the same entry before the first step.
+    pub const CATCH_UP: u64 = 2_000;
     /// A and B alone: A takes writes, shorter than an election timeout (check-quorum).
     pub const PAIR: u64 = 300;
-    /// The one-way delay of the links a candidate's messages must not outrun the nemesis on.
+    /// The one-way delay of E's links while it campaigns: its first AppendEntries must not
+    /// outrun the nemesis's cut.
     pub const DELAY: u64 = 150;
+    /// The one-way delay of A's link to C while A ships it entries one per message: A's next
+    /// message, with the commit index, must not outrun the nemesis's cut.
+    pub const SHIP_DELAY: u64 = 300;
     /// How often a node's log status is asked for while a step is awaited.
     pub const POLL: u64 = 10;
     /// The longest wait for one step (an election, an entry reaching C).
     pub const STEP: u64 = 8_000;
-    /// After C stored the entry: its acknowledgement reaches A (an undelayed link).
-    pub const ACK: u64 = 30;
+    /// After C stored the entry, the longest wait for A to report it committed (a leader
+    /// that counts replicas of an old-term entry does so as C's acknowledgement arrives on
+    /// an undelayed link; a correct one never does). Well under [`DELAY`], which holds A's
+    /// next message to C.
+    pub const ACK: u64 = 60;
     /// A applies and answers, E's overwrite settles, before the next stage.
     pub const SETTLE: u64 = 500;
 }
