@@ -259,7 +259,7 @@ pub mod figure_8_ms {
     pub const STEP: u64 = 8_000;
     /// After C stored the entry, the longest wait for A to report it committed (a leader
     /// that counts replicas of an old-term entry does so as C's acknowledgement arrives on
-    /// an undelayed link; a correct one never does). Well under [`DELAY`], which holds A's
+    /// an undelayed link; a correct one never does). Well under [`SHIP_DELAY`], which holds A's
     /// next message to C.
     pub const ACK: u64 = 60;
     /// A applies and answers, E's overwrite settles, before the next stage.
