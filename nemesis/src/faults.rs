@@ -14,7 +14,7 @@ use faultline_workloads::interpreter::{NemesisRecorder, Stop};
 use crate::action::{Action, HealReport, Nodes, Partition, Strobe, Target, Targets, Topology};
 use crate::partition;
 use crate::schedule::{Election, Kind, Plan, RestartVoterRoles, Schedule, Timing};
-use faultline_core::{LinkDelays, LogStatus};
+use faultline_core::{LinkDelays, LogProbe, LogStatus};
 
 /// Starting a killed node, as an action.
 fn start_node(node: &str) -> Action {
@@ -117,6 +117,19 @@ impl Faults {
     /// can; the hosts' network (iptables, on a kernel without netem) cannot.
     fn net_delays(&self) -> bool {
         self.net.is_none() && self.db.as_net().is_some()
+    }
+
+    /// Every node's log status, in node order (`None`: it did not answer).
+    async fn log_statuses(
+        &self,
+        probe: &dyn LogProbe,
+        test: &Test,
+    ) -> Result<Vec<Option<LogStatus>>, HarnessError> {
+        let mut statuses = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            statuses.push(probe.log_status(test, node).await?);
+        }
+        Ok(statuses)
     }
 
     fn node(&self, f: &str, name: &str) -> Result<&Node, HarnessError> {
@@ -564,12 +577,13 @@ impl Faults {
         self.set_current(Some("figure-8: waiting for the logs to converge".into()));
         let converge_by = (Instant::now() + Duration::from_millis(ms::CONVERGE)).min(phase_end);
         loop {
-            let mut logs = Vec::new();
-            for node in &self.nodes {
-                if let Some(status) = probe.log_status(test, node).await? {
-                    logs.push((status.last_term, status.last_index));
-                }
-            }
+            let logs: Vec<(u64, u64)> = self
+                .log_statuses(probe, test)
+                .await?
+                .into_iter()
+                .flatten()
+                .map(|status| (status.last_term, status.last_index))
+                .collect();
             // Every log holds an entry of the newest term (the leader's no-op at least), so
             // no follower is left with a suffix to repair, and they are close to each other.
             let newest = logs.iter().map(|(term, _)| *term).max().unwrap_or(0);
@@ -625,12 +639,13 @@ impl Faults {
                 nodes: vec![node.clone()],
             })
         };
-        // Waits until `node` reports a status that `done` accepts; its last answer, or why not.
+        // Waits up to `wait_ms` until `node` reports a status that `done` accepts; its last
+        // answer, or why not.
         let all_nodes = self.nodes.clone();
-        let awaited = |node: String, what: &'static str, done: StatusTest| {
+        let awaited = |node: String, what: &'static str, wait_ms: u64, done: StatusTest| {
             let all_nodes = &all_nodes;
             async move {
-                let deadline = (Instant::now() + Duration::from_millis(ms::STEP)).min(phase_end);
+                let deadline = (Instant::now() + Duration::from_millis(wait_ms)).min(phase_end);
                 let node_ref = all_nodes
                     .iter()
                     .find(|n| n.name == node)
@@ -655,11 +670,9 @@ impl Faults {
         // the next step cuts).
         let caught_up_by = Instant::now() + Duration::from_millis(ms::CATCH_UP);
         while Instant::now() < caught_up_by && !stop.is_stopped() {
-            let mut lasts = BTreeSet::new();
-            for node in &self.nodes {
-                let status = probe.log_status(test, node).await?;
-                lasts.insert(status.map(|s| s.last_index));
-            }
+            let statuses = self.log_statuses(probe, test).await?;
+            let lasts: BTreeSet<Option<u64>> =
+                statuses.iter().map(|s| s.map(|s| s.last_index)).collect();
             if lasts.len() == 1 {
                 break;
             }
@@ -735,6 +748,7 @@ impl Faults {
         let e_led = match awaited(
             e.clone(),
             "win an election",
+            ms::STEP,
             Box::new(move |s| s.leader && s.term > term_a),
         )
         .await?
@@ -763,6 +777,7 @@ impl Faults {
         if let Err(why) = awaited(
             a.clone(),
             "win again",
+            ms::STEP,
             Box::new(move |s| s.leader && s.term > term_e),
         )
         .await?
@@ -780,6 +795,7 @@ impl Faults {
         if let Err(why) = awaited(
             c.clone(),
             "receive the leader's first old entry past the new leader's log",
+            ms::STEP,
             Box::new(move |s| s.last_index >= conflict_at),
         )
         .await?
@@ -789,15 +805,14 @@ impl Faults {
         // C's acknowledgement is on its way back to A (an undelayed link); a leader that
         // commits the entry on it does so now. A's next message to C, with the new commit
         // index, is held `SHIP_DELAY` in the link: cut it off before it is delivered.
-        let ack_by = Instant::now() + Duration::from_millis(ms::ACK);
-        let a_node = self.node("figure-8", &a)?.clone();
-        while Instant::now() < ack_by && !stop.is_stopped() {
-            let status = probe.log_status(test, &a_node).await?;
-            if status.is_some_and(|s| s.commit >= conflict_at) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(ms::POLL / 2)).await;
-        }
+        // Either way the cut follows: a correct leader never commits it.
+        let _ = awaited(
+            a.clone(),
+            "commit it",
+            ms::ACK,
+            Box::new(move |s| s.commit >= conflict_at),
+        )
+        .await?;
         self.apply_recorded(test, recorder, &stage("cut", &[(&a, &b)], &[], 0))
             .await?;
         tokio::time::sleep(Duration::from_millis(ms::SETTLE)).await;
@@ -814,6 +829,7 @@ impl Faults {
         if let Err(why) = awaited(
             e.clone(),
             "win over the old entries",
+            ms::STEP,
             Box::new(move |s| s.leader && s.term > term_now),
         )
         .await?
